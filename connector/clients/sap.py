@@ -1,0 +1,244 @@
+"""Client for the SAP Business One Service Layer (OData v3 at /b1s/v1, v4 at /b1s/v2).
+
+Knows SAP's quirks: B1SESSION/ROUTEID cookies sent by hand (the Path-less B1SESSION cookie is mis-scoped by
+cookie jars), one login at a time, re-login once on an expired session (HTTP 401 / code 301, and -5002 as
+some customers' systems report expiry), server-driven paging through odata.nextLink / @odata.nextLink
+with `Prefer: odata.maxpagesize`, and both error shapes. Returns plain dicts; raises errors.SapError.
+Reference: shared/reference/sap-b1-service-layer.md.
+"""
+
+import json
+from datetime import timedelta
+from urllib.parse import urljoin, urlsplit
+
+from django.utils import timezone
+
+from .errors import SapError, SapLoginFailed, SapNotFound, SapSessionExpired
+from .http import DEFAULT_TIMEOUT, Transport
+
+SESSION_EXPIRED_CODES = {"301", "-5002"}
+LOGIN_FAILED_CODES = {"-304", "-306", "100000027"}
+DEFAULT_PAGE_SIZE = 100
+
+
+def parse_sap_error(resp):
+    """(code, message) from a v1 or v2 error body; (None, text) when the body is not SAP's JSON (e.g. a proxy page)."""
+    try:
+        err = resp.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        text = (resp.text or "").strip()
+        return None, (text[:300] or resp.reason or f"HTTP {resp.status_code}")
+    code = err.get("code")
+    message = err.get("message")
+    if isinstance(message, dict):
+        message = message.get("value")
+    return (None if code in (None, "") else str(code)), (message or "")
+
+
+def odata_quote(value):
+    """A string literal for $filter: single quotes, embedded quotes doubled."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+class SapClient:
+    """One SAP company. Create one per sync run (or longer); it re-uses the stored session."""
+
+    def __init__(
+        self, base_url, company_db, username, password, *, session_store, verify=True, ca_bundle="",
+        connection_id=None, timeout=DEFAULT_TIMEOUT, page_size=DEFAULT_PAGE_SIZE,
+    ):
+        self.base_url = base_url.rstrip("/") + "/"
+        self.company_db = company_db
+        self.username = username
+        self._password = password
+        self.store = session_store
+        self.page_size = page_size
+        self.transport = Transport(
+            system="sap", connection_id=connection_id, verify=verify, ca_bundle=ca_bundle, timeout=timeout
+        )
+        self._cookies = None  # {"B1SESSION": ..., "ROUTEID": ..., "timeout": minutes}
+        self._generation = None
+        self.version = "v2" if self.base_url.rstrip("/").endswith("v2") else "v1"
+
+    @classmethod
+    def for_connection(cls, connection, **kw):
+        from connector.sessions import DatabaseSessionStore
+
+        return cls(
+            connection.sap_base_url, connection.sap_company_db, connection.sap_username, connection.sap_password,
+            session_store=DatabaseSessionStore(connection, "sap"), verify=connection.sap_verify_tls,
+            ca_bundle=connection.sap_ca_bundle, connection_id=connection.pk, **kw,
+        )
+
+    # --- session -----------------------------------------------------------------------------------------
+    def login(self, stale_generation=None):
+        """Log in (serialized); if another worker already replaced the stale session, adopt theirs instead."""
+        with self.store.login_lock():
+            token, generation, _ = self.store.load()
+            if token and stale_generation is not None and generation != stale_generation:
+                self._adopt(token, generation)
+                return
+            body = {"CompanyDB": self.company_db, "UserName": self.username, "Password": self._password}
+            resp = self.transport.send("POST", self.base_url + "Login", path="Login", json=body)
+            if resp.status_code != 200:
+                code, message = parse_sap_error(resp)
+                if code in LOGIN_FAILED_CODES or resp.status_code == 401:
+                    raise SapLoginFailed(self._login_failure_words(code, message), status=resp.status_code, code=code)
+                raise SapError(f"SAP login failed: {message}", status=resp.status_code, code=code, path="Login")
+            cookies = self._cookies_from(resp)
+            if not cookies.get("B1SESSION"):
+                raise SapError("SAP login answered without a B1SESSION cookie", status=resp.status_code, path="Login")
+            try:
+                cookies["timeout"] = int(resp.json().get("SessionTimeout") or 30)
+            except ValueError:
+                cookies["timeout"] = 30
+            generation = self.store.save(json.dumps(cookies))
+            self._cookies, self._generation = cookies, generation
+
+    def _login_failure_words(self, code, message):
+        if code == "-304":
+            return f"wrong SAP user name or password for user {self.username} ({message})"
+        if code == "-306":
+            return f"unknown SAP company database {self.company_db} ({message})"
+        return f"SAP refused the login: {message}"
+
+    def _adopt(self, token, generation):
+        self._cookies, self._generation = json.loads(token), generation
+
+    @staticmethod
+    def _cookies_from(resp):
+        cookies = {}
+        for header in resp.raw.headers.getlist("Set-Cookie") if resp.raw is not None else []:
+            name, _, rest = header.partition("=")
+            if name.strip() in ("B1SESSION", "ROUTEID"):
+                cookies[name.strip()] = rest.split(";", 1)[0].strip()
+        if not cookies.get("B1SESSION"):
+            try:
+                cookies["B1SESSION"] = resp.json().get("SessionId")
+            except ValueError:
+                pass
+        return cookies
+
+    def _ensure_session(self):
+        if self._cookies is None:
+            token, generation, last_used = self.store.load()
+            if token:
+                self._adopt(token, generation)
+                # SAP expires sessions after SessionTimeout minutes idle: don't bother sending a doomed request.
+                idle_limit = timedelta(minutes=max(self._cookies.get("timeout", 30) - 1, 1))
+                if last_used and timezone.now() - last_used >= idle_limit:
+                    self.login(stale_generation=generation)
+            else:
+                self.login(stale_generation=generation)
+
+    def logout(self):
+        if self._cookies:
+            self.transport.send("POST", self.base_url + "Logout", path="Logout", headers=self._headers())
+            self.store.clear()
+            self._cookies = None
+
+    def _headers(self, extra=None):
+        headers = {"Accept": "application/json"}
+        if self._cookies:
+            parts = [f"B1SESSION={self._cookies['B1SESSION']}"]
+            if self._cookies.get("ROUTEID"):
+                parts.append(f"ROUTEID={self._cookies['ROUTEID']}")
+            headers["Cookie"] = "; ".join(parts)
+        if extra:
+            headers.update(extra)
+        return headers
+
+    # --- requests ----------------------------------------------------------------------------------------
+    def _url(self, path):
+        if path.startswith(("http://", "https://")):
+            return path
+        if path.startswith("/"):
+            parts = urlsplit(self.base_url)
+            return f"{parts.scheme}://{parts.netloc}{path}"
+        return urljoin(self.base_url, path)
+
+    def request(self, method, path, *, params=None, json_body=None, headers=None, expect_json=True):
+        """Send one call; on an expired session log in again and retry once. Returns parsed JSON (or None)."""
+        self._ensure_session()
+        url = self._url(path)
+        short = path if not path.startswith("http") else urlsplit(path).path
+        for attempt in (1, 2):
+            resp = self.transport.send(
+                method, url, path=short, attempt=attempt, params=params, json=json_body, headers=self._headers(headers)
+            )
+            if resp.status_code < 400:
+                self.store.touch()
+                if resp.status_code == 204 or not resp.content or not expect_json:
+                    return None if expect_json else resp.text
+                return resp.json()
+            code, message = parse_sap_error(resp)
+            expired = resp.status_code == 401 or code in SESSION_EXPIRED_CODES
+            if expired and attempt == 1:
+                # Nothing was executed when the session was refused, so replaying a POST is safe.
+                self.login(stale_generation=self._generation)
+                continue
+            raise self._error(resp.status_code, code, message, short, expired)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _error(status, code, message, path, expired):
+        if status == 404:
+            return SapNotFound(message, status=status, code=code, path=path)
+        if expired and status == 401:
+            return SapSessionExpired(f"SAP session rejected after a fresh login: {message}", status=status, code=code)
+        err = SapError(message, status=status, code=code, path=path)
+        # 5xx (proxy errors, a broken node) may pass; business-rule and validation errors will not.
+        err.permanent = status < 500
+        return err
+
+    def get(self, path, params=None):
+        return self.request("GET", path, params=params)
+
+    def post(self, path, body=None):
+        return self.request("POST", path, json_body=body)
+
+    def patch(self, path, body):
+        return self.request("PATCH", path, json_body=body)
+
+    def iterate(self, entity, *, filter=None, select=None, orderby=None, page_size=None):
+        """Yield every row of a collection, following nextLinks to the end."""
+        params = {}
+        if filter:
+            params["$filter"] = filter
+        if select:
+            params["$select"] = ",".join(select) if isinstance(select, (list, tuple)) else select
+        if orderby:
+            params["$orderby"] = orderby
+        prefer = {"Prefer": f"odata.maxpagesize={page_size or self.page_size}"}
+        path, query = entity, params
+        while True:
+            data = self.request("GET", path, params=query, headers=prefer)
+            yield from data.get("value", [])
+            next_link = data.get("@odata.nextLink") or data.get("odata.nextLink")
+            if not next_link:
+                return
+            # nextLink repeats our options; it is relative to the service root (live) or absolute (guide).
+            path, query = next_link, None
+
+    def iterate_pages(self, entity, **kw):
+        """Like iterate(), but yields one list per page (lets callers record progress page by page)."""
+        page = []
+        size = kw.get("page_size") or self.page_size
+        for row in self.iterate(entity, **kw):
+            page.append(row)
+            if len(page) >= size:
+                yield page
+                page = []
+        if page:
+            yield page
+
+    def count(self, entity, filter=None):
+        params = {"$filter": filter} if filter else None
+        text = self.request("GET", f"{entity}/$count", params=params, expect_json=False)
+        return int(str(text).strip().lstrip("\ufeff") or 0)
+
+    def ping(self):
+        """Log in afresh and read one row: proves URL, TLS, credentials and company database."""
+        self.login()
+        self.request("GET", "ChartOfAccounts", params={"$select": "Code", "$top": "1"})
+        return f"logged in to {self.company_db} as {self.username} (Service Layer {self.version})"

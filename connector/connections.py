@@ -1,0 +1,165 @@
+"""Creating, finding and checking customer connections (the logic behind `connection apply|list|ping`)."""
+
+from datetime import date
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from .clients.bill import BillClient
+from .clients.errors import RemoteError
+from .clients.sap import SapClient
+from .models import Connection, Tenant
+
+
+class BadInput(Exception):
+    """The operator's input is wrong; the message names the field or row to fix."""
+
+
+class NotFound(Exception):
+    pass
+
+
+SAP_KEYS = {
+    "base_url": True, "company_db": True, "username": True, "password": True,
+    "verify_tls": False, "ca_bundle": False, "payment_account": False, "invoice_filter": False,
+}
+BILL_KEYS = {
+    "base_url": True, "username": True, "password": True, "organization_id": True, "dev_key": True,
+    "webhook_security_key": False, "events_base_url": False,
+}
+TOP_KEYS = {"tenant": True, "name": True, "sap": True, "bill": True, "schedule": False, "sync_from": False,
+            "enabled": False}
+
+FIELD_MAP = {
+    ("sap", "base_url"): "sap_base_url", ("sap", "company_db"): "sap_company_db",
+    ("sap", "username"): "sap_username", ("sap", "password"): "sap_password",
+    ("sap", "verify_tls"): "sap_verify_tls", ("sap", "ca_bundle"): "sap_ca_bundle",
+    ("sap", "payment_account"): "sap_payment_account", ("sap", "invoice_filter"): "invoice_extra_filter",
+    ("bill", "base_url"): "bill_base_url", ("bill", "username"): "bill_username",
+    ("bill", "password"): "bill_password", ("bill", "organization_id"): "bill_organization_id",
+    ("bill", "dev_key"): "bill_dev_key", ("bill", "webhook_security_key"): "bill_webhook_security_key",
+    ("bill", "events_base_url"): "bill_events_base_url",
+}
+REVERSE_FIELD_MAP = {field: f"{section}.{key}" for (section, key), field in FIELD_MAP.items()}
+
+
+def _check_keys(obj, spec, where):
+    if not isinstance(obj, dict):
+        raise BadInput(f"{where or 'the file'} must be a JSON object")
+    unknown = sorted(set(obj) - set(spec))
+    if unknown:
+        raise BadInput(f"unknown key {where + '.' if where else ''}{unknown[0]} (allowed: {', '.join(sorted(spec))})")
+    for key, required in spec.items():
+        if required and (key not in obj or obj[key] in (None, "")):
+            raise BadInput(f"missing required key {where + '.' if where else ''}{key}")
+
+
+def _string(value, where):
+    if not isinstance(value, str):
+        raise BadInput(f"{where} must be a string")
+    return value.strip() if "password" not in where and "key" not in where else value
+
+
+def parse_connection_file(data):
+    """Validate a connection file (CONTRACT.md) and return (tenant_slug, name, model field values)."""
+    _check_keys(data, TOP_KEYS, "")
+    _check_keys(data["sap"], SAP_KEYS, "sap")
+    _check_keys(data["bill"], BILL_KEYS, "bill")
+    values = {}
+    for section in ("sap", "bill"):
+        for key, value in data[section].items():
+            where = f"{section}.{key}"
+            if key == "verify_tls":
+                if not isinstance(value, bool):
+                    raise BadInput(f"{where} must be true or false")
+                values[FIELD_MAP[(section, key)]] = value
+            else:
+                values[FIELD_MAP[(section, key)]] = _string(value if value is not None else "", where)
+    schedule = data.get("schedule")
+    if schedule is not None:
+        if not isinstance(schedule, dict) or set(schedule) - {"minutes", "cron"} or not schedule:
+            raise BadInput('schedule must be {"minutes": N} or {"cron": "…"}')
+        if "minutes" in schedule:
+            minutes = schedule["minutes"]
+            if not isinstance(minutes, int) or isinstance(minutes, bool) or not 1 <= minutes <= 10080:
+                raise BadInput("schedule.minutes must be a whole number of minutes between 1 and 10080")
+            values["schedule_minutes"] = minutes
+            values["schedule_cron"] = ""
+        if "cron" in schedule:
+            values["schedule_cron"] = _check_cron(schedule["cron"])
+    if "sync_from" in data:
+        try:
+            values["sync_from"] = date.fromisoformat(str(data["sync_from"]))
+        except ValueError:
+            raise BadInput("sync_from must be a date like 2026-01-01") from None
+    if "enabled" in data:
+        if not isinstance(data["enabled"], bool):
+            raise BadInput("enabled must be true or false")
+        values["enabled"] = data["enabled"]
+    tenant = _string(data["tenant"], "tenant")
+    name = _string(data["name"], "name")
+    return tenant, name, values
+
+
+def _check_cron(expr):
+    from croniter import croniter
+
+    if not isinstance(expr, str) or not croniter.is_valid(expr):
+        raise BadInput(f"schedule.cron is not a valid cron expression: {expr!r}")
+    return expr
+
+
+@transaction.atomic
+def apply_connection(data):
+    """Create or update one connection (by tenant + name) from a parsed connection file. Returns (conn, created)."""
+    tenant_slug, name, values = parse_connection_file(data)
+    tenant, _ = Tenant.objects.get_or_create(slug=tenant_slug, defaults={"name": tenant_slug})
+    conn = Connection.objects.filter(tenant=tenant, name=name).first()
+    created = conn is None
+    if created:
+        conn = Connection(tenant=tenant, name=name)
+    for field, value in values.items():
+        setattr(conn, field, value)
+    try:
+        conn.full_clean()
+    except ValidationError as exc:
+        field, messages = next(iter(exc.message_dict.items()))
+        label = REVERSE_FIELD_MAP.get(field, {"tenant": "tenant", "name": "name"}.get(field, field))
+        raise BadInput(f"{label}: {' '.join(messages)}") from None
+    conn.save()
+    return conn, created
+
+
+def find_connection(ref, queryset=None):
+    """`NAME` or `TENANT/NAME` → Connection. Raises NotFound with what exists when it is missing or ambiguous."""
+    qs = queryset if queryset is not None else Connection.objects.select_related("tenant")
+    if "/" in ref:
+        tenant, _, name = ref.partition("/")
+        matches = list(qs.filter(tenant__slug=tenant, name=name))
+    else:
+        matches = list(qs.filter(name=ref))
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        known = ", ".join(str(c) for c in qs.order_by("tenant__slug", "name")[:20]) or "none yet"
+        raise NotFound(f"no connection named {ref!r} (known: {known})")
+    raise NotFound(f"{len(matches)} tenants have a connection named {ref!r}: use TENANT/NAME, e.g. {matches[0]}")
+
+
+def webhook_url(conn):
+    from django.conf import settings
+
+    return f"{settings.PUBLIC_BASE_URL}/webhooks/bill/{conn.webhook_token}/"
+
+
+def ping_connection(conn):
+    """Log in to both sides. Returns {"sap": (ok, words), "bill": (ok, words)}; never raises for remote failures."""
+    results = {}
+    for side, factory in (("sap", SapClient.for_connection), ("bill", BillClient.for_connection)):
+        try:
+            results[side] = (True, factory(conn).ping())
+        except RemoteError as exc:
+            results[side] = (False, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a ping reports any failure in words, never a traceback
+            results[side] = (False, f"{exc.__class__.__name__}: {exc}")
+    return results

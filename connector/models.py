@@ -1,0 +1,219 @@
+"""Customers (tenants), their SAP/BILL connections, and the shared state the API clients need.
+
+A `Connection` is one SAP Business One company plus one BILL organization of one tenant. Every secret is
+stored encrypted (see fields.py) and is never shown back in the admin or printed.
+"""
+
+import re
+import secrets
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from .fields import SecretCharField, SecretTextField
+
+SAP_BASE_URL_RE = re.compile(r"^https?://[^/\s]+(:\d+)?(/[^\s]*)?/b1s/v[12]/?$")
+
+
+def validate_sap_base_url(value):
+    if not SAP_BASE_URL_RE.match(value or ""):
+        raise ValidationError(
+            "SAP Service Layer URL must look like https://host:50000/b1s/v1 (or /b1s/v2).", code="sap_base_url"
+        )
+
+
+def validate_bill_base_url(value):
+    if not re.match(r"^https?://[^\s]+$", value or "") or "/v3" in value:
+        raise ValidationError(
+            "BILL base URL is the part before /v3, e.g. https://gateway.stage.bill.com/connect.", code="bill_base_url"
+        )
+
+
+def new_webhook_token():
+    return secrets.token_urlsafe(24)
+
+
+class Tenant(models.Model):
+    """One customer of the hosting operator. Its staff see only its own data."""
+
+    slug = models.SlugField(max_length=64, unique=True, help_text="Short name used on the command line, e.g. acme.")
+    name = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self):
+        return self.name or self.slug
+
+
+class Connection(models.Model):
+    """One SAP B1 company linked to one BILL organization, for one tenant."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="connections")
+    name = models.SlugField(max_length=100, help_text="Connection name used by the CLI (unique per tenant).")
+    enabled = models.BooleanField(default=True, help_text="Disabled connections are not polled.")
+
+    # SAP Business One Service Layer
+    sap_base_url = models.CharField(
+        "SAP Service Layer URL", max_length=300, validators=[validate_sap_base_url],
+        help_text="Full Service Layer root, ending in /b1s/v1 or /b1s/v2.",
+    )
+    sap_company_db = models.CharField("SAP company database", max_length=100)
+    sap_username = models.CharField("SAP user", max_length=100)
+    sap_password = SecretCharField("SAP password", max_length=200)
+    sap_verify_tls = models.BooleanField("verify SAP TLS certificate", default=True)
+    sap_ca_bundle = models.TextField(
+        "SAP CA bundle (PEM)", blank=True,
+        help_text="Certificate(s) that sign the on-premise Service Layer certificate, if not publicly trusted.",
+    )
+    sap_payment_account = models.CharField(
+        "SAP payment account", max_length=50, blank=True,
+        help_text="G/L account Code outgoing payments for BILL-paid bills are drawn on (TransferAccount).",
+    )
+
+    # BILL
+    bill_base_url = models.CharField(
+        "BILL API URL", max_length=300, validators=[validate_bill_base_url],
+        help_text="e.g. https://gateway.stage.bill.com/connect (sandbox) or https://gateway.prod.bill.com/connect.",
+    )
+    bill_events_base_url = models.CharField(
+        "BILL webhook service URL", max_length=300, blank=True,
+        help_text="Empty: the API URL with its last part 'connect' replaced by 'connect-events'.",
+    )
+    bill_username = models.CharField("BILL user", max_length=200)
+    bill_password = SecretCharField("BILL password", max_length=200)
+    bill_organization_id = models.CharField("BILL organization id", max_length=40)
+    bill_dev_key = SecretCharField("BILL developer key", max_length=200)
+    bill_webhook_security_key = SecretCharField("BILL webhook security key", max_length=200, blank=True, default="")
+    bill_webhook_previous_key = SecretCharField(
+        "previous webhook security key", max_length=200, blank=True, default="",
+        help_text="Still accepted after a key rotation, until the next rotation.",
+    )
+    bill_webhook_subscription_id = models.CharField(max_length=100, blank=True)
+    webhook_token = models.CharField(max_length=64, unique=True, default=new_webhook_token, editable=False)
+
+    # Polling
+    schedule_minutes = models.PositiveIntegerField(null=True, blank=True, default=15)
+    schedule_cron = models.CharField(max_length=100, blank=True, help_text="Cron expression; overrides minutes.")
+    sync_from = models.DateField(
+        default=timezone.localdate, help_text="Earliest SAP update date read on the first poll."
+    )
+    invoice_extra_filter = models.CharField(
+        max_length=500, blank=True,
+        help_text="Extra OData $filter ANDed to the invoice query, e.g. U_Approved eq 'Y'.",
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["tenant__slug", "name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="uniq_connection_name_per_tenant")]
+
+    def __str__(self):
+        return f"{self.tenant.slug}/{self.name}"
+
+    @property
+    def bill_events_url(self):
+        if self.bill_events_base_url:
+            return self.bill_events_base_url.rstrip("/")
+        base = self.bill_base_url.rstrip("/")
+        head, _, last = base.rpartition("/")
+        return f"{head}/{last}-events" if last == "connect" else f"{base}-events"
+
+    @property
+    def sap_api_version(self):
+        return "v2" if self.sap_base_url.rstrip("/").endswith("v2") else "v1"
+
+    @property
+    def limiter_key(self):
+        """Requests to one BILL organization share one 3-in-flight budget, whichever connection sends them."""
+        return f"bill:{self.bill_organization_id}"
+
+
+class RemoteSession(models.Model):
+    """A login session to SAP or BILL, shared by every worker of the deployment.
+
+    Re-using one session per connection keeps us under BILL's 200 logins/hour and SAP's "login is heavy".
+    `generation` lets a worker that saw an expired session re-login only if nobody else already did.
+    """
+
+    SAP = "sap"
+    BILL = "bill"
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="remote_sessions")
+    system = models.CharField(max_length=10, choices=[(SAP, "SAP B1"), (BILL, "BILL")])
+    token = SecretTextField(blank=True, default="")
+    generation = models.PositiveIntegerField(default=0)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["connection", "system"], name="uniq_session_per_system")]
+
+    def __str__(self):
+        return f"{self.connection} {self.system} session #{self.generation}"
+
+
+class ConcurrencySlot(models.Model):
+    """One of N leases for a key (e.g. 'bill:<org>'), claimed with a compare-and-set UPDATE.
+
+    Works on SQLite and PostgreSQL without holding a transaction across the HTTP call; a crashed holder's
+    lease simply expires.
+    """
+
+    key = models.CharField(max_length=120)
+    slot_no = models.PositiveSmallIntegerField()
+    holder = models.CharField(max_length=64, null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "slot_no"], name="uniq_slot")]
+        indexes = [models.Index(fields=["key", "lease_until"])]
+
+    def __str__(self):
+        return f"{self.key}#{self.slot_no}"
+
+
+class RateLimitBlock(models.Model):
+    """BILL said BDC_1144 (hourly request cap) for this developer key: no calls until `until`."""
+
+    key = models.CharField(max_length=120, unique=True)
+    until = models.DateTimeField()
+    reason = models.CharField(max_length=300)
+
+    def __str__(self):
+        return f"{self.key} until {self.until:%H:%M}"
+
+
+class SyncRun(models.Model):
+    """One sync cycle (or one step of it) of one connection: when, why, and what came of it."""
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "schedule"
+        CLI = "cli", "command line"
+        PERSON = "person", "person (admin)"
+        WEBHOOK = "webhook", "webhook"
+        REPLAY = "replay", "replay"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "running"
+        OK = "ok", "completed"
+        PARTIAL = "partial", "completed with failed records"
+        FAILED = "failed", "failed"
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="sync_runs")
+    trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.SCHEDULE)
+    steps = models.CharField(max_length=100, help_text="Steps run, comma-separated.")
+    dry_run = models.BooleanField(default=False)
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
+    summary = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"{self.connection} {self.steps} {self.started_at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,155 @@
+"""Settings for ml-connector, read from the environment (12-factor, django-environ).
+
+See README "Configuration": DATABASE_URL, REDIS_URL, FIELD_ENCRYPTION_KEY, SECRET_KEY, DEBUG, ALLOWED_HOSTS,
+PUBLIC_BASE_URL. The default is a zero-setup SQLite file under var/ with django-q2's ORM broker.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+VAR_DIR.mkdir(exist_ok=True)
+
+env = environ.Env()
+
+DEBUG = env.bool("DEBUG", default=False)
+# A local-only default so `manage.py` works out of the box; production must set SECRET_KEY.
+SECRET_KEY = env("SECRET_KEY", default="insecure-local-only-key-change-me-in-production-0123456789")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_q",
+    "import_export",
+    "connector",
+    "mappings",
+    "audit",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mlconnector.urls"
+WSGI_APPLICATION = "mlconnector.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'ml-connector.sqlite3'}")}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # IMMEDIATE + WAL: without them the ORM broker and concurrent writers hit "database is locked" and
+    # django-q2 silently loses task results (measured; see shared/reference/django-stack.md).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    DATABASES["default"].setdefault("TEST", {})
+    if env("TEST_SQLITE_FILE", default=""):
+        DATABASES["default"]["TEST"]["NAME"] = env("TEST_SQLITE_FILE")
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis (optional): cache, limiter, django-q2 broker ---------------------------------------------------
+REDIS_URL = env("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    # Shared by every process (qcluster stats, limiter fallbacks); LocMem would not be.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "ml_connector_cache"}}
+
+Q_CLUSTER = {
+    "name": "ml-connector",
+    "workers": env.int("Q_WORKERS", default=2),
+    "timeout": 600,  # hard kill per task
+    "retry": 900,  # must exceed timeout, else long tasks run twice
+    "max_attempts": 1,  # no blind redelivery: our sync code decides about retries
+    "ack_failures": True,
+    "catch_up": False,  # after downtime run each schedule once, not once per missed slot
+    "save_limit": 1000,
+    "poll": 0.5,
+    "cache": "default",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- Secrets at rest --------------------------------------------------------------------------------------
+_keys = env.list("FIELD_ENCRYPTION_KEY", default=[])
+_key_file = VAR_DIR / "field-encryption.key"
+if not _keys:
+    # The demo (and DEBUG) run without configuration: they keep a generated key in a git-ignored local file.
+    if not _key_file.exists() and DEBUG:
+        from cryptography.fernet import Fernet
+
+        _key_file.write_text(Fernet.generate_key().decode())
+        _key_file.chmod(0o600)
+    if not _key_file.exists():
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEY is not set. Set it to a Fernet key (generate one with "
+            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`), "
+            "several comma-separated to rotate keys, or run scripts/demo.sh once to create a local key file."
+        )
+    _keys = [_key_file.read_text().strip()]
+FIELD_ENCRYPTION_KEY = _keys if len(_keys) > 1 else _keys[0]
+
+# --- The rest ---------------------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+LOGIN_URL = "/admin/login/"
+
+# Webhook bodies above this are refused with 413 before anything is stored.
+WEBHOOK_MAX_BODY = 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY + 1024
+
+# BILL request limiter: concurrent requests per organization across the deployment.
+BILL_MAX_IN_FLIGHT = env.int("BILL_MAX_IN_FLIGHT", default=3)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "connector": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+        "django_q": {"handlers": ["console"], "level": "WARNING"},
+    },
+}

@@ -1,0 +1,18 @@
+"""Settings for the test suite: the normal settings plus a fixed encryption key and fast password hashing."""
+
+import os
+
+# Fixed throwaway key: encrypted fields build their crypter at import time, so it must exist before settings load.
+os.environ.setdefault("FIELD_ENCRYPTION_KEY", "Ns4Cj0bN8h6XbGkR8mB1n3Vt0c7mY2aZbq9Jp5Q3xUw=")
+
+from mlconnector.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+Q_CLUSTER = {**Q_CLUSTER, "sync": True}  # noqa: F405
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    # A file, not :memory:, so that helper processes started by a test (limiter, workers) see the same data.
+    DATABASES["default"]["TEST"]["NAME"] = str(VAR_DIR / "test-db.sqlite3")  # noqa: F405
+if os.environ.get("ML_TEST_DB_NAME"):
+    # Set by tests for the helper processes they start: use the test database, not the real one.
+    DATABASES["default"]["NAME"] = os.environ["ML_TEST_DB_NAME"]  # noqa: F405
