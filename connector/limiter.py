@@ -77,6 +77,9 @@ class DatabaseLimiter(_Limiter):
             )
             if claimed == 1:
                 return True
+        # Slot rows can vanish (a test flush, a manual cleanup): recreate them if fewer than `limit` exist.
+        if ConcurrencySlot.objects.filter(key=key).count() < limit:
+            self._ensured.discard((key, limit))
         return False
 
     def release(self, key, token):

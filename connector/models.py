@@ -217,3 +217,74 @@ class SyncRun(models.Model):
 
     def __str__(self):
         return f"{self.connection} {self.steps} {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class SyncCursor(models.Model):
+    """How far a connection has read a stream (e.g. SAP invoices by UpdateDate/UpdateTime), in SAP's own terms."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="cursors")
+    stream = models.CharField(max_length=40)
+    value = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["connection", "stream"], name="uniq_cursor")]
+
+    def __str__(self):
+        return f"{self.connection} {self.stream} {self.value}"
+
+
+class InvoiceRecord(models.Model):
+    """Our ledger of one SAP purchase invoice and the BILL bill made from it (never more than one)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        HELD = "held", "held: needs a mapping or fix"
+        CREATING = "creating", "creating in BILL"
+        SYNCED = "synced", "synced"
+        FAILED = "failed", "failed"
+        FLAGGED = "flagged", "needs a person"
+        ARCHIVED = "archived", "cancelled in SAP, archived in BILL"
+        SKIPPED = "skipped", "skipped"
+
+    # what has to happen next in BILL for this record
+    class Step(models.TextChoices):
+        NONE = "", "nothing"
+        CREATE = "create", "create bill"
+        UPDATE = "update", "update bill"
+        ARCHIVE = "archive", "archive bill"
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="invoices")
+    doc_entry = models.PositiveIntegerField("SAP DocEntry")
+    doc_num = models.CharField("SAP DocNum", max_length=30, blank=True)
+    card_code = models.CharField("SAP supplier", max_length=50)
+    card_name = models.CharField(max_length=200, blank=True)
+    invoice_number = models.CharField(max_length=100, blank=True)
+    doc_date = models.DateField(null=True, blank=True)
+    due_date = models.DateField(null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    doc_total = models.DecimalField(max_digits=18, decimal_places=2, default=0)
+    sap_updated = models.CharField("SAP update stamp", max_length=30, blank=True)
+    sap_state = models.CharField(max_length=20, blank=True, help_text="open / closed / cancelled in SAP")
+    document = models.JSONField(default=dict, blank=True, help_text="The SAP invoice as last read.")
+    coded = models.JSONField(null=True, blank=True, help_text="The BILL bill as last sent (or planned).")
+    coded_hash = models.CharField(max_length=64, blank=True)
+    synced_hash = models.CharField(max_length=64, blank=True)
+    bill_id = models.CharField("BILL bill id", max_length=40, blank=True, db_index=True)
+    bill_payment_status = models.CharField(max_length=20, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    next_step = models.CharField(max_length=20, choices=Step.choices, default=Step.CREATE, blank=True)
+    last_error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    create_attempted_at = models.DateTimeField(null=True, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [models.UniqueConstraint(fields=["connection", "doc_entry"], name="uniq_invoice_record")]
+        verbose_name = "invoice"
+
+    def __str__(self):
+        return f"A/P invoice {self.doc_num or self.doc_entry} ({self.card_code})"

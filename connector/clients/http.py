@@ -73,17 +73,17 @@ class Transport:
         adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=16)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        if not verify:
-            self.session.verify = False
-        elif ca_bundle:
-            self.session.verify = ca_bundle_path(ca_bundle)
+        # Passed on every request: a session-level setting would lose to REQUESTS_CA_BUNDLE in the environment.
+        self.verify = False if not verify else (ca_bundle_path(ca_bundle) if ca_bundle else True)
+        self.session.verify = self.verify
 
     def send(self, method, url, *, path, attempt=1, json=None, params=None, headers=None, data=None, report=True):
         """Send one request; return the Response. Raise TransportError / ResponseLost when nothing usable came back."""
         started = time.monotonic()
         try:
             resp = self.session.request(
-                method, url, json=json, params=params, headers=headers, data=data, timeout=self.timeout
+                method, url, json=json, params=params, headers=headers, data=data, timeout=self.timeout,
+                verify=self.verify,
             )
         except requests.RequestException as exc:
             duration = int((time.monotonic() - started) * 1000)

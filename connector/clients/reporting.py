@@ -26,19 +26,38 @@ _TEXT_SECRET_RE = re.compile(
 
 
 class Exchange:
-    """One HTTP attempt: what was asked, what came back, how long it took."""
+    """One HTTP attempt: what was asked, what came back, how long it took.
 
-    __slots__ = (
+    Bodies are redacted on first access (most exchanges are never stored, so most are never parsed).
+    """
+
+    FIELDS = (
         "system", "connection_id", "method", "path", "status", "duration_ms", "attempt",
         "request_body", "response_body", "error",
     )
 
     def __init__(self, **kw):
-        for name in self.__slots__:
-            setattr(self, name, kw.get(name))
+        self._raw = {"request_body": kw.pop("request_body", None), "response_body": kw.pop("response_body", None)}
+        self._clean = {}
+        for name in self.FIELDS:
+            if name not in self._raw:
+                setattr(self, name, kw.get(name))
+
+    def _body(self, name):
+        if name not in self._clean:
+            self._clean[name] = redact_body(self._raw[name])
+        return self._clean[name]
+
+    @property
+    def request_body(self):
+        return self._body("request_body")
+
+    @property
+    def response_body(self):
+        return self._body("response_body")
 
     def as_dict(self):
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in self.FIELDS}
 
 
 def redact(value):
@@ -72,9 +91,7 @@ def redact_body(body):
 
 
 def report_exchange(**kw):
-    """Build an Exchange with redacted bodies and send it to every receiver."""
-    kw["request_body"] = redact_body(kw.get("request_body"))
-    kw["response_body"] = redact_body(kw.get("response_body"))
+    """Build an Exchange (bodies redacted when read) and send it to every receiver."""
     exchange = Exchange(**kw)
     api_exchange.send(sender=Exchange, exchange=exchange)
     return exchange

@@ -1,0 +1,43 @@
+"""`manage.py sync NAME [--step reference|vendors|bills|payments] [--dry-run]` (CONTRACT.md)."""
+
+from connector.sync.runner import STEPS, AlreadyRunning, run_sync
+
+from ._base import OperatorCommand, WorkFailed
+
+
+class Command(OperatorCommand):
+    help = "Run one sync cycle of a connection now (all steps in order unless --step)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name", help="connection name, or TENANT/NAME")
+        parser.add_argument("--step", choices=STEPS, action="append", help="run only this step (repeatable)")
+        parser.add_argument("--dry-run", action="store_true", help="show what would be written; write nothing")
+
+    def handle(self, *args, name, step, dry_run, **options):
+        conn = self.get_connection(name)
+        steps = step or list(STEPS)
+        self.stdout.write(f"sync {conn}: {', '.join(steps)}{' (dry run: nothing is written)' if dry_run else ''}")
+        try:
+            run = run_sync(conn, steps, trigger="cli", dry_run=dry_run, out=self.stdout.write)
+        except AlreadyRunning as exc:
+            raise WorkFailed(str(exc)) from None
+        if run.status == run.Status.FAILED:
+            raise WorkFailed(f"sync failed: {run.error.splitlines()[-1] if run.error else 'see the sync run'}")
+        self._list_problems(conn, run)
+        self.stdout.write(f"done: {run.get_status_display()} in {(run.finished_at - run.started_at).total_seconds():.1f}s")
+
+    def _list_problems(self, conn, run):
+        from connector.models import InvoiceRecord
+        from mappings.models import VendorLink
+
+        if run.dry_run:
+            return
+        problems = list(InvoiceRecord.objects.filter(
+            connection=conn, status__in=["held", "failed", "flagged"]).order_by("doc_entry")[:50])
+        vendors = list(VendorLink.objects.filter(connection=conn, status__in=["review", "failed", "invalid"])[:50])
+        if problems or vendors:
+            self.stdout.write("records that need attention:")
+        for v in vendors:
+            self.stdout.write(f"  vendor {v.card_code} [{v.status}]: {v.last_error}")
+        for r in problems:
+            self.stdout.write(f"  invoice {r.doc_num} (DocEntry {r.doc_entry}, {r.card_code}) [{r.status}]: {r.last_error}")

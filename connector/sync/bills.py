@@ -1,0 +1,549 @@
+"""SAP purchase invoices → BILL bills (`sync NAME --step bills`).
+
+Two phases, so that nothing read is ever lost:
+1. read: page through invoices changed since the cursor (with an overlap), record each one in our ledger
+   (InvoiceRecord) and advance the cursor in the same transaction as the page it covers;
+2. process: every record that still needs something in BILL (new, held, failed, edited, cancelled) is coded
+   and sent. Before creating, BILL is searched for a bill we made earlier (our marker in the description),
+   so a lost answer, a killed worker, an overlapping run or a replay never makes a second bill.
+"""
+
+import hashlib
+import json
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit import trail
+from audit.models import AuditEvent
+from connector.clients.errors import BillError, BillNotFound, RemoteError, ResponseLost
+from connector.models import InvoiceRecord, SyncCursor
+
+from .coding import MappingBook, code_invoice, description, invoice_number, marker, money
+from .vendors import VendorAligner
+
+Status = InvoiceRecord.Status
+Step = InvoiceRecord.Step
+STREAM = "sap-purchase-invoices"
+OVERLAP = timedelta(minutes=2)  # SAP time filters are minute-granular: re-read a little and de-duplicate
+BULK_LIMIT = 100  # BILL: at most 100 bills per bulk create
+CHUNK = 100
+MAX_AUTO_ATTEMPTS = 5  # failed records are retried by each run up to this; replay resets it
+INVOICE_SELECT = [
+    "DocEntry", "DocNum", "DocType", "CardCode", "CardName", "NumAtCard", "DocDate", "DocDueDate", "TaxDate",
+    "DocTotal", "VatSum", "DocCurrency", "PaidToDate", "DocumentStatus", "Cancelled", "CancelStatus", "Comments",
+    "DiscountPercent", "TotalDiscount", "RoundingDiffAmount", "UpdateDate", "UpdateTime", "CreationDate",
+    "DocumentLines", "DocumentAdditionalExpenses",
+]
+LINE_FIELDS = ["LineNum", "ItemDescription", "AccountCode", "LineTotal", "TaxCode", "VatGroup", "TaxTotal",
+               "CostingCode", "CostingCode2", "CostingCode3", "CostingCode4", "CostingCode5"]
+EDITABLE_PAYMENT_STATUSES = {"UNPAID", "UNDEFINED", ""}
+
+
+def stamp_of(doc):
+    """'2026-03-01T23:59:10' from UpdateDate (v1 '2026-03-01' or v2 '2026-03-01T00:00:00Z') and UpdateTime."""
+    day = str(doc.get("UpdateDate") or "")[:10]
+    clock = str(doc.get("UpdateTime") or "00:00:00")
+    if len(clock) == 5:
+        clock += ":00"
+    return f"{day}T{clock[:8]}"
+
+
+def delta_filter(cursor_stamp, sync_from):
+    """The documented correct delta filter (a later day at any time, or the same day from the time on)."""
+    if not cursor_stamp:
+        return f"UpdateDate ge '{sync_from.isoformat()}'"
+    at = datetime.fromisoformat(cursor_stamp) - OVERLAP
+    day, clock = at.date().isoformat(), at.strftime("%H:%M:%S")
+    return f"(UpdateDate gt '{day}' or (UpdateDate eq '{day}' and UpdateTime ge '{clock}'))"
+
+
+def sap_state(doc):
+    if doc.get("CancelStatus") == "csCancellation":
+        return "cancellation"
+    if doc.get("Cancelled") in ("tYES", "Y") or doc.get("CancelStatus") == "csYes":
+        return "cancelled"
+    if doc.get("DocumentStatus") in ("bost_Close", "C"):
+        return "closed"
+    return "open"
+
+
+def slim(doc):
+    """The parts of an invoice we keep (coding input and what staff want to see), not SAP's whole entity."""
+    kept = {k: doc.get(k) for k in INVOICE_SELECT if k not in ("DocumentLines", "DocumentAdditionalExpenses")}
+    kept["DocumentLines"] = [{k: ln.get(k) for k in LINE_FIELDS if ln.get(k) not in (None, "")}
+                             for ln in doc.get("DocumentLines") or []]
+    kept["DocumentAdditionalExpenses"] = [
+        {k: e.get(k) for k in ("ExpenseCode", "LineTotal", "TaxCode", "VatGroup", "TaxSum") if e.get(k) not in (None, "")}
+        for e in doc.get("DocumentAdditionalExpenses") or []
+    ]
+    return kept
+
+
+def body_hash(body):
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _date(value):
+    try:
+        return date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+class BillSync:
+    """One run of the bills step for one connection."""
+
+    def __init__(self, connection, sap, bill, *, dry_run=False, out=None, run=None):
+        self.connection = connection
+        self.sap = sap
+        self.bill = bill
+        self.dry_run = dry_run
+        self.out = out or (lambda line: None)
+        self.run = run
+        self.summary = {k: 0 for k in ("read", "created", "adopted", "updated", "archived", "held", "failed",
+                                       "flagged", "skipped", "unchanged")}
+        self.index = BillIndex(bill, connection)
+        self._dry_records = {}
+
+    # --- phase 1: read ------------------------------------------------------------------------------------
+    def read_changes(self):
+        cursor = SyncCursor.objects.filter(connection=self.connection, stream=STREAM).first()
+        stamp = (cursor.value or {}).get("stamp") if cursor else None
+        flt = delta_filter(stamp, self.connection.sync_from)
+        if self.connection.invoice_extra_filter:
+            flt = f"({flt}) and ({self.connection.invoice_extra_filter})"
+        pages = self.sap.iterate_pages(
+            "PurchaseInvoices", filter=flt, select=INVOICE_SELECT, orderby="UpdateDate asc,UpdateTime asc,DocEntry asc"
+        )
+        for page in pages:
+            docs = [self._with_lines(d) for d in page if sap_state(d) != "cancellation"]
+            self.summary["read"] += len(docs)
+            if page:
+                self._record_page(docs, max(stamp_of(d) for d in page))
+            self.out(f"  read {self.summary['read']} changed invoices from SAP")
+
+    def _with_lines(self, doc):
+        if "DocumentLines" in doc:
+            return doc
+        # Some Service Layer versions omit collections when $select is used: read the document by key.
+        return self.sap.get(f"PurchaseInvoices({int(doc['DocEntry'])})")
+
+    def _record_page(self, docs, page_stamp):
+        existing = {
+            r.doc_entry: r for r in InvoiceRecord.objects.filter(
+                connection=self.connection, doc_entry__in=[int(d["DocEntry"]) for d in docs])
+        }
+        new, changed = [], []
+        for doc in docs:
+            record = existing.get(int(doc["DocEntry"]))
+            if record is None:
+                record = InvoiceRecord(connection=self.connection, doc_entry=int(doc["DocEntry"]))
+                if self._absorb(record, doc, is_new=True):
+                    new.append(record)
+            elif self._absorb(record, doc, is_new=False):
+                changed.append(record)
+        if self.dry_run:
+            for record in new + changed:
+                self._dry_records[record.doc_entry] = record
+            return
+        with transaction.atomic():
+            InvoiceRecord.objects.bulk_create(new, batch_size=500)
+            if changed:
+                InvoiceRecord.objects.bulk_update(changed, [
+                    "doc_num", "card_code", "card_name", "invoice_number", "doc_date", "due_date", "currency",
+                    "doc_total", "sap_updated", "sap_state", "document", "status", "next_step", "last_error", "attempts",
+                ], batch_size=500)
+            SyncCursor.objects.update_or_create(
+                connection=self.connection, stream=STREAM, defaults={"value": {"stamp": page_stamp}}
+            )
+
+    def _absorb(self, record, doc, is_new):
+        """Take the SAP document into the record and decide what BILL needs. False when nothing changed."""
+        stamp = stamp_of(doc)
+        kept = slim(doc)
+        if not is_new and record.sap_updated == stamp and record.document == kept:
+            return False  # the overlap re-read it
+        state = sap_state(doc)
+        record.doc_num = str(doc.get("DocNum") or "")
+        record.card_code = doc.get("CardCode") or ""
+        record.card_name = (doc.get("CardName") or "")[:200]
+        record.invoice_number = invoice_number(doc)[:100]
+        record.doc_date = _date(doc.get("TaxDate") or doc.get("DocDate"))
+        record.due_date = _date(doc.get("DocDueDate"))
+        record.currency = (doc.get("DocCurrency") or "")[:3]
+        record.doc_total = money(doc.get("DocTotal"))
+        record.sap_updated = stamp
+        record.sap_state = state
+        record.document = kept
+        if state == "cancelled":
+            if record.bill_id:
+                self._plan(record, Step.ARCHIVE)
+            elif record.status not in (Status.SYNCED, Status.ARCHIVED):
+                record.status, record.next_step = Status.SKIPPED, Step.NONE
+                record.last_error = "cancelled in SAP before a bill was created"
+        elif state == "closed":
+            # Closed because it was paid (possibly by our own payment sync): the bill stays as it is.
+            if not record.bill_id and record.status in (Status.PENDING, Status.HELD, Status.FAILED) or is_new:
+                record.status, record.next_step = Status.SKIPPED, Step.NONE
+                record.last_error = "closed in SAP (paid or closed there) before a bill was created"
+        else:
+            self._plan(record, Step.UPDATE if record.bill_id else Step.CREATE)
+        return True
+
+    @staticmethod
+    def _plan(record, step):
+        record.next_step = step
+        if record.status != Status.FLAGGED:
+            record.status = Status.PENDING
+            record.last_error = ""
+            record.attempts = 0
+
+    # --- phase 2: process ----------------------------------------------------------------------------------
+    def pending_records(self, only_ids=None):
+        """Records that need something in BILL, in chunks (the whole set is never held in memory)."""
+        if self.dry_run:
+            db = InvoiceRecord.objects.filter(connection=self.connection, status__in=[
+                Status.PENDING, Status.HELD, Status.CREATING, Status.FAILED])
+            merged = {r.doc_entry: r for r in db}
+            merged.update(self._dry_records)
+            records = [r for r in merged.values() if r.status in (Status.PENDING, Status.HELD, Status.CREATING, Status.FAILED)]
+            for start in range(0, len(records), CHUNK):
+                yield records[start:start + CHUNK]
+            return
+        qs = InvoiceRecord.objects.filter(connection=self.connection)
+        if only_ids is not None:
+            qs = qs.filter(pk__in=only_ids)
+        else:
+            qs = qs.filter(status__in=[Status.PENDING, Status.HELD, Status.CREATING]) | qs.filter(
+                status=Status.FAILED, attempts__lt=MAX_AUTO_ATTEMPTS)
+        last = 0
+        while True:
+            chunk = list(qs.filter(pk__gt=last).order_by("pk")[:CHUNK])
+            if not chunk:
+                return
+            last = chunk[-1].pk
+            yield chunk
+
+    def process(self, only_ids=None):
+        book = MappingBook.load(self.connection)
+        done = 0
+        for chunk in self.pending_records(only_ids):
+            self._ensure_vendors(chunk, book)
+            creates, updates, archives = [], [], []
+            for record in chunk:
+                if record.next_step == Step.ARCHIVE:
+                    archives.append(record)
+                    continue
+                body, problems = code_invoice(record.document, book)
+                if problems:
+                    self._hold(record, problems)
+                    continue
+                record.coded, record.coded_hash = body, body_hash(body)
+                (updates if record.next_step == Step.UPDATE and record.bill_id else creates).append(record)
+            self._create(creates)
+            for record in updates:
+                self._update(record)
+            for record in archives:
+                self._archive(record)
+            done += len(chunk)
+            self.out(f"  processed {done} invoices")
+        return self.summary
+
+    def _ensure_vendors(self, chunk, book):
+        """Align suppliers that have no usable vendor link yet (the invoice then codes on this same run)."""
+        missing = sorted({r.card_code for r in chunk if r.card_code not in book.vendors
+                          or book.vendors[r.card_code][1] in ("pending", "failed", "creating")})
+        if not missing:
+            return
+        aligner = VendorAligner(self.connection, self.sap, self.bill, dry_run=self.dry_run)
+        aligner.run(card_codes=missing)
+        if self.dry_run:
+            for line in aligner.planned:
+                self.out(f"  would {line}")
+            for code in missing:
+                book.vendors.setdefault(code, ("(new vendor)", "linked", ""))
+            return
+        fresh = MappingBook.load(self.connection)
+        book.vendors.update(fresh.vendors)
+
+    # --- create ---------------------------------------------------------------------------------------------
+    def _create(self, records):
+        if not records:
+            return
+        self.index.ensure({r.coded["vendorId"] for r in records if r.coded["vendorId"] != "(new vendor)"},
+                          since=self._since(records))
+        to_send = []
+        for record in records:
+            found = self.index.ours(record.doc_entry)
+            if found:
+                self._adopt(record, found)
+                continue
+            foreign = self.index.foreign(record.coded["vendorId"], record.coded["invoice"]["invoiceNumber"])
+            if foreign:
+                self._flag(record, f"BILL already has bill {foreign['id']} with invoice number "
+                                   f"{record.coded['invoice']['invoiceNumber']} for this vendor, not made by ml-connector "
+                                   "(entered by hand?). Archive the duplicate in BILL, then replay this invoice.")
+                continue
+            to_send.append(record)
+        if self.dry_run:
+            for record in to_send:
+                self._print_plan("create", record)
+                self.summary["created"] += 1
+            return
+        for start in range(0, len(to_send), BULK_LIMIT):
+            self._send_batch(to_send[start:start + BULK_LIMIT])
+
+    @staticmethod
+    def _since(records):
+        created = [_date(r.document.get("CreationDate")) or _date(r.document.get("DocDate")) for r in records]
+        created = [d for d in created if d]
+        return (min(created) if created else timezone.localdate()) - timedelta(days=7)
+
+    def _send_batch(self, batch):
+        now = timezone.now()
+        ids = [r.pk for r in batch]
+        # Claim: a concurrent run (or a replay) that already claimed some of these gets them, we skip them.
+        claimed = InvoiceRecord.objects.filter(pk__in=ids, status__in=[
+            Status.PENDING, Status.HELD, Status.FAILED, Status.CREATING]).exclude(
+            status=Status.CREATING, create_attempted_at__gte=now - timedelta(minutes=10)).update(
+            status=Status.CREATING, create_attempted_at=now)
+        if claimed != len(batch):
+            still_mine = set(InvoiceRecord.objects.filter(pk__in=ids, create_attempted_at=now).values_list("pk", flat=True))
+            batch = [r for r in batch if r.pk in still_mine]
+            if not batch:
+                return
+        for record in batch:
+            record.status, record.create_attempted_at = Status.CREATING, now
+            record.attempts += 1
+        try:
+            if self.run is not None:
+                with trail.about_run(self.run):
+                    created = self._post(batch)
+            else:
+                created = self._post(batch)
+        except ResponseLost as exc:
+            self._recover_lost(batch, exc)
+            return
+        except BillError as exc:
+            if len(batch) > 1 and exc.permanent:
+                # All-or-nothing: one bad bill sank the request. Halve until the culprit stands alone.
+                middle = len(batch) // 2
+                self._send_batch(batch[:middle])
+                self._send_batch(batch[middle:])
+                return
+            for record in batch:
+                self._fail(record, f"BILL refused the bill: {exc}")
+            return
+        except RemoteError as exc:
+            for record in batch:
+                self._fail(record, f"could not reach BILL: {exc}")
+            return
+        by_marker = {}
+        for bill_obj in created or []:
+            by_marker[_marker_in(bill_obj.get("description"))] = bill_obj
+        missing = []
+        for record in batch:
+            bill_obj = by_marker.get(record.doc_entry)
+            if bill_obj is None:
+                missing.append(record)
+                continue
+            self.index.remember(bill_obj)
+            self._synced(record, bill_obj, f"Created BILL bill {bill_obj['id']}")
+            self.summary["created"] += 1
+        if missing:
+            self._recover_lost(missing, None)
+
+    def _post(self, batch):
+        if len(batch) == 1:
+            return [self.bill.post("/v3/bills", batch[0].coded)]
+        return self.bill.post("/v3/bills/bulk", [r.coded for r in batch])
+
+    def _recover_lost(self, batch, exc):
+        """The create may have happened: look the bills up by our marker before anything is sent again."""
+        try:
+            self.index.ensure({r.coded["vendorId"] for r in batch}, since=self._since(batch), refresh=True)
+        except RemoteError as lookup_exc:
+            for record in batch:
+                self._fail(record, f"BILL did not answer the create and the look-up failed ({lookup_exc}); "
+                                   "the next run looks again before sending")
+            return
+        for record in batch:
+            found = self.index.ours(record.doc_entry)
+            if found:
+                self._adopt(record, found)
+            else:
+                self._fail(record, f"BILL did not answer the create ({exc or 'no bill in the answer'}) and has no such "
+                                   "bill; it will be sent again on the next run")
+
+    def _adopt(self, record, bill_obj):
+        if not self.dry_run and money(bill_obj.get("amount")) != money(sum(
+                Decimal(str(ln["amount"])) for ln in record.coded["billLineItems"])):
+            record.bill_id = bill_obj["id"]
+            record.next_step = Step.UPDATE
+            self._update(record)
+            return
+        self._synced(record, bill_obj, f"Found BILL bill {bill_obj['id']} made by an earlier attempt; not created again")
+        self.summary["adopted"] += 1
+
+    # --- update / archive -------------------------------------------------------------------------------
+    def _fresh_bill(self, record):
+        try:
+            with trail.about(record):
+                return self.bill.get(f"/v3/bills/{record.bill_id}")
+        except BillNotFound:
+            return None
+
+    def _update(self, record):
+        if record.coded_hash == record.synced_hash:
+            self._set(record, Status.SYNCED, Step.NONE, "")
+            self.summary["unchanged"] += 1
+            return
+        if self.dry_run:
+            self._print_plan("update", record)
+            self.summary["updated"] += 1
+            return
+        try:
+            current = self._fresh_bill(record)
+            if current is None:
+                self._flag(record, f"BILL bill {record.bill_id} no longer exists; SAP invoice was edited. Check in BILL.")
+                return
+            if not _editable(current):
+                self._flag(record, f"SAP invoice was edited after BILL bill {record.bill_id} was "
+                                   f"{_state_words(current)}: not overwritten. Check the amounts with AP.")
+                return
+            with trail.about(record):
+                updated = self.bill.request("PUT", f"/v3/bills/{record.bill_id}", json_body=record.coded)
+        except RemoteError as exc:
+            self._fail(record, f"BILL refused the update: {exc}")
+            return
+        self._synced(record, updated or current, f"Updated BILL bill {record.bill_id} with SAP's changes")
+        self.summary["updated"] += 1
+
+    def _archive(self, record):
+        if self.dry_run:
+            self.out(f"  would archive BILL bill {record.bill_id} (SAP invoice {record.doc_num} cancelled)")
+            self.summary["archived"] += 1
+            return
+        try:
+            current = self._fresh_bill(record)
+            if current is not None and not current.get("archived"):
+                if not _editable(current):
+                    self._flag(record, f"SAP invoice was cancelled but BILL bill {record.bill_id} is "
+                                       f"{_state_words(current)}: not archived. Stop or reverse the payment in BILL.")
+                    return
+                with trail.about(record):
+                    self.bill.post(f"/v3/bills/{record.bill_id}/archive")
+        except RemoteError as exc:
+            self._fail(record, f"BILL refused to archive the bill: {exc}")
+            return
+        self._set(record, Status.ARCHIVED, Step.NONE, "")
+        trail.log(record, AuditEvent.Kind.OUTCOME, f"Archived BILL bill {record.bill_id}: invoice cancelled in SAP")
+        self.summary["archived"] += 1
+
+    # --- bookkeeping ---------------------------------------------------------------------------------------
+    def _print_plan(self, verb, record):
+        body = record.coded
+        self.out(f"  would {verb} bill for SAP invoice {record.doc_num} ({record.card_code}, invoice "
+                 f"{body['invoice']['invoiceNumber']}, due {body['dueDate']}, total {record.doc_total}):")
+        for line in body["billLineItems"]:
+            cls = line.get("classifications", {})
+            self.out(f"      {Decimal(str(line['amount'])):>12.2f}  {line['description'][:40]:<40} "
+                     f"account {cls.get('chartOfAccountId', '-')} department {cls.get('departmentId', '-')}")
+
+    def _synced(self, record, bill_obj, message):
+        record.bill_id = bill_obj.get("id") or record.bill_id
+        record.bill_payment_status = bill_obj.get("paymentStatus") or record.bill_payment_status
+        record.synced_hash = record.coded_hash
+        record.synced_at = timezone.now()
+        self._set(record, Status.SYNCED, Step.NONE, "", message)
+
+    def _hold(self, record, problems):
+        self.summary["held"] += 1
+        if self.dry_run:
+            self.out(f"  would hold SAP invoice {record.doc_num} ({record.card_code}): {'; '.join(problems)}")
+        self._set(record, Status.HELD, record.next_step, "; ".join(problems))
+
+    def _fail(self, record, message):
+        self.summary["failed"] += 1
+        self._set(record, Status.FAILED, record.next_step, message)
+
+    def _flag(self, record, message):
+        self.summary["flagged"] += 1
+        self._set(record, Status.FLAGGED, record.next_step, message)
+
+    def _set(self, record, status, step, error, outcome=None):
+        before = {"status": record.status, "last_error": record.last_error, "bill_id": record.bill_id}
+        record.status, record.next_step, record.last_error = status, step, error
+        if self.dry_run:
+            return
+        record.save()
+        after = {"status": record.status, "last_error": record.last_error, "bill_id": record.bill_id}
+        trail.log_change(record, f"Invoice {record.doc_num}: {record.get_status_display()}", before, after)
+        if outcome:
+            trail.log(record, AuditEvent.Kind.OUTCOME, outcome)
+
+
+def _editable(bill_obj):
+    status = (bill_obj.get("paymentStatus") or "").upper()
+    scheduled = money(bill_obj.get("scheduledAmount"))
+    paid = money(bill_obj.get("paidAmount"))
+    return status in EDITABLE_PAYMENT_STATUSES and not scheduled and not paid
+
+
+def _state_words(bill_obj):
+    status = (bill_obj.get("paymentStatus") or "").lower() or "in payment"
+    return f"{status} (paid {money(bill_obj.get('paidAmount'))}, scheduled {money(bill_obj.get('scheduledAmount'))})"
+
+
+def _marker_in(text):
+    text = text or ""
+    start = text.rfind("[SAP DocEntry ")
+    if start < 0:
+        return None
+    end = text.find("]", start)
+    try:
+        return int(text[start + len("[SAP DocEntry "):end])
+    except ValueError:
+        return None
+
+
+class BillIndex:
+    """The BILL bills of the vendors we are about to bill, read once per run: ours by marker, others by number."""
+
+    def __init__(self, bill, connection):
+        self.bill = bill
+        self.connection = connection
+        self.loaded = set()
+        self.by_marker = {}
+        self.foreign_numbers = {}
+
+    def ensure(self, vendor_ids, since, refresh=False):
+        wanted = sorted(v for v in vendor_ids if v and (refresh or v not in self.loaded))
+        for start in range(0, len(wanted), 20):
+            chunk = wanted[start:start + 20]
+            filters = [f'vendorId:in:"{",".join(chunk)}"', f'createdTime:gte:"{since.isoformat()}T00:00:00.000Z"']
+            for bill_obj in self.bill.iterate("/v3/bills", filters=filters):
+                self.remember(bill_obj)
+            self.loaded.update(chunk)
+
+    def remember(self, bill_obj):
+        if bill_obj.get("archived"):
+            return
+        doc_entry = _marker_in(bill_obj.get("description"))
+        if doc_entry is not None:
+            self.by_marker[doc_entry] = {k: bill_obj.get(k) for k in ("id", "amount", "paymentStatus", "vendorId")}
+        else:
+            number = (bill_obj.get("invoice") or {}).get("invoiceNumber")
+            self.foreign_numbers[(bill_obj.get("vendorId"), number)] = {"id": bill_obj.get("id")}
+
+    def ours(self, doc_entry):
+        return self.by_marker.get(doc_entry)
+
+    def foreign(self, vendor_id, number):
+        return self.foreign_numbers.get((vendor_id, number))
+
+
+__all__ = ["BillSync", "delta_filter", "description", "marker", "stamp_of"]

@@ -1,0 +1,203 @@
+"""How an SAP purchase invoice becomes a coded BILL bill (CONTRACT.md, "How a bill is coded").
+
+Pure functions over plain data: `code_invoice(doc, book)` returns the BILL bill body, or the list of
+things a person must map first. Money is Decimal throughout; the bill total equals SAP's DocTotal to the
+cent: lines after the header discount, tax on the tax account of each tax code, freight on its expense
+account, and any rounding difference on the largest line.
+"""
+
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+
+CENT = Decimal("0.01")
+# A difference above this between our lines and SAP's total is not rounding: something was not coded.
+ROUNDING_TOLERANCE = Decimal("1.00")
+MARKER = "[SAP DocEntry {}]"
+COSTING_FIELDS = ("CostingCode", "CostingCode2", "CostingCode3", "CostingCode4", "CostingCode5")
+
+
+def money(value):
+    return Decimal(str(value or 0)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def marker(doc_entry):
+    """Put in every bill's description: finds our bill again even when invoice numbers repeat."""
+    return MARKER.format(doc_entry)
+
+
+@dataclass
+class MappingBook:
+    """Everything coding needs to know about one connection's mappings (loaded once per run)."""
+
+    accounts: dict = field(default_factory=dict)  # SAP account code -> (bill_id | None, label, status)
+    departments: dict = field(default_factory=dict)  # SAP cost centre / rule code -> (bill_id | None, label, status)
+    tax_codes: dict = field(default_factory=dict)  # code -> tax account code
+    expense_types: dict = field(default_factory=dict)  # code (str) -> (expense account code, name)
+    vendors: dict = field(default_factory=dict)  # CardCode -> (bill_vendor_id | None, status, last_error)
+    currencies: frozenset = frozenset({"USD"})
+
+    @classmethod
+    def load(cls, connection):
+        from mappings.models import SapAccount, SapCostCenter, SapExpenseType, SapTaxCode, VendorLink
+
+        book = cls()
+        for row in SapAccount.objects.filter(connection=connection).select_related("bill_account"):
+            target = row.bill_account
+            book.accounts[row.code] = (
+                target.bill_id if target and target.usable else None,
+                f"{row.format_code or row.code} {row.name}".strip(),
+                "archived" if target and target.archived else "missing" if target and target.missing else "",
+            )
+        for row in SapCostCenter.objects.filter(connection=connection).select_related("bill_department"):
+            target = row.bill_department
+            book.departments[row.code] = (
+                target.bill_id if target and target.usable else None, f"{row.code} {row.name}".strip(),
+                "archived" if target and target.archived else "missing" if target and target.missing else "",
+            )
+        book.tax_codes = dict(SapTaxCode.objects.filter(connection=connection).values_list("code", "tax_account"))
+        book.expense_types = {
+            row.code: (row.expense_account, row.name) for row in SapExpenseType.objects.filter(connection=connection)
+        }
+        book.vendors = {
+            link.card_code: (link.bill_vendor_id or None, link.status, link.last_error)
+            for link in VendorLink.objects.filter(connection=connection)
+        }
+        return book
+
+    def account(self, code, why, problems):
+        entry = self.accounts.get(code)
+        if entry is None:
+            problems.append(f"SAP account {code}{why} is unknown: refresh reference data, then map it to a BILL account")
+            return None
+        bill_id, label, broken = entry
+        if bill_id is None:
+            if broken:
+                problems.append(f"SAP account {label}{why} is mapped to a BILL account that is {broken}: map it again")
+            else:
+                problems.append(f"SAP account {label}{why} has no BILL mapping: map it to a BILL account")
+        return bill_id
+
+    def department(self, code, problems):
+        entry = self.departments.get(code)
+        if entry is None:
+            problems.append(f"SAP cost center {code} is unknown: refresh reference data, then map it to a BILL department")
+            return None
+        bill_id, label, broken = entry
+        if bill_id is None:
+            if broken:
+                problems.append(f"SAP cost center {label} is mapped to a BILL department that is {broken}: map it again")
+            else:
+                problems.append(f"SAP cost center {label} has no BILL department mapping: map it")
+        return bill_id
+
+
+def invoice_number(doc):
+    return (doc.get("NumAtCard") or "").strip() or str(doc.get("DocNum"))
+
+
+def description(doc):
+    parts = [f"SAP A/P invoice {doc.get('DocNum')}"]
+    if (doc.get("NumAtCard") or "").strip():
+        parts.append(f"vendor ref {doc['NumAtCard'].strip()}")
+    text = " – ".join(parts)
+    if doc.get("Comments"):
+        text += f": {doc['Comments']}"
+    return f"{text[:3900]} {marker(doc['DocEntry'])}"
+
+
+def sap_date(value):
+    """SAP v1 gives '2026-01-15', v2 '2026-01-15T00:00:00Z': BILL wants yyyy-MM-dd."""
+    return str(value)[:10] if value else None
+
+
+def code_invoice(doc, book):
+    """Return (bill_body, problems). A non-empty problems list means: hold the invoice, nothing is sent."""
+    problems = []
+    vendor_id, vendor_status, vendor_error = book.vendors.get(doc["CardCode"], (None, None, ""))
+    if not vendor_id:
+        if vendor_status is None:
+            problems.append(f"SAP supplier {doc['CardCode']} has no BILL vendor yet: run the vendors step")
+        else:
+            problems.append(f"SAP supplier {doc['CardCode']} is not linked to a BILL vendor ({vendor_status}): "
+                            f"{vendor_error or 'fix it under Vendor links'}")
+    currency = (doc.get("DocCurrency") or "USD").strip()
+    if currency not in book.currencies:
+        problems.append(f"currency {currency}: BILL takes only {', '.join(sorted(book.currencies))} bills for this "
+                        "organization; pay this invoice outside BILL or post it in USD")
+
+    discount = Decimal(str(doc.get("DiscountPercent") or 0))
+    lines = []
+    tax_by_code = {}
+    for line in doc.get("DocumentLines") or []:
+        amount = money(Decimal(str(line.get("LineTotal") or 0)) * (Decimal(100) - discount) / Decimal(100))
+        number = int(line.get("LineNum", len(lines))) + 1
+        account = book.account(line.get("AccountCode") or "", f" (line {number})", problems)
+        department = None
+        code = next((line.get(f) for f in COSTING_FIELDS if line.get(f)), None)
+        if code:
+            department = book.department(code, problems)
+        lines.append(_line(amount, line.get("ItemDescription") or f"SAP line {number}", account, department))
+        tax_code = line.get("TaxCode") or line.get("VatGroup")
+        if tax_code and money(line.get("TaxTotal")):
+            tax_by_code[tax_code] = tax_by_code.get(tax_code, Decimal(0)) + money(line.get("TaxTotal"))
+    for expense in doc.get("DocumentAdditionalExpenses") or []:
+        code = str(expense.get("ExpenseCode"))
+        amount = money(expense.get("LineTotal"))
+        account_code, name = book.expense_types.get(code, (None, f"expense {code}"))
+        if not account_code:
+            problems.append(f"SAP freight/additional expense {code} has no expense account in SAP's reference data: "
+                            "refresh reference data")
+        elif amount:
+            account = book.account(account_code, f" (expense account of {name})", problems)
+            lines.append(_line(amount, f"{name}", account, None))
+        tax_code = expense.get("TaxCode") or expense.get("VatGroup")
+        if tax_code and money(expense.get("TaxSum")):
+            tax_by_code[tax_code] = tax_by_code.get(tax_code, Decimal(0)) + money(expense.get("TaxSum"))
+    for tax_code, amount in sorted(tax_by_code.items()):
+        tax_account = book.tax_codes.get(tax_code)
+        if not tax_account:
+            problems.append(f"SAP tax code {tax_code} has no tax account in SAP's reference data: refresh reference "
+                            "data or give the tax code a tax account in SAP")
+            continue
+        account = book.account(tax_account, f" (tax account of tax code {tax_code})", problems)
+        lines.append(_line(amount, f"Tax {tax_code}", account, None))
+
+    if not lines:
+        problems.append("the invoice has no lines to code")
+    total = money(doc.get("DocTotal"))
+    if lines and not problems:
+        difference = total - sum((ln["amount"] for ln in lines), Decimal(0))
+        if abs(difference) > ROUNDING_TOLERANCE:
+            problems.append(f"coded lines add up to {total - difference} but SAP's total is {total}: "
+                            "the difference is not rounding; check the invoice in SAP")
+        elif difference:
+            largest = max(lines, key=lambda ln: abs(ln["amount"]))
+            largest["amount"] += difference  # SAP's own rounding (RoundingDiffAmount) lands on the largest line
+    if problems:
+        return None, list(dict.fromkeys(problems))
+    body = {
+        "vendorId": vendor_id,
+        "invoice": {"invoiceNumber": invoice_number(doc), "invoiceDate": sap_date(doc.get("TaxDate") or doc.get("DocDate"))},
+        "dueDate": sap_date(doc.get("DocDueDate") or doc.get("DocDate")),
+        "description": description(doc),
+        "billLineItems": [
+            {**ln, "amount": float(ln["amount"])} for ln in lines
+        ],
+    }
+    return body, []
+
+
+def _line(amount, text, account, department):
+    classifications = {}
+    if account:
+        classifications["chartOfAccountId"] = account
+    if department:
+        classifications["departmentId"] = department
+    line = {"amount": amount, "description": str(text)[:4000]}
+    if classifications:
+        line["classifications"] = classifications
+    return line
+
+
+def bill_total(body):
+    return sum((money(ln["amount"]) for ln in body["billLineItems"]), Decimal(0))

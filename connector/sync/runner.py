@@ -1,0 +1,107 @@
+"""One sync cycle of one connection: reference → vendors → bills → payments, recorded as a SyncRun.
+
+Used by the `sync` command, the scheduled task and the admin. Only one cycle per connection runs at a
+time (a one-slot lease); a second one started meanwhile reports that and does nothing.
+"""
+
+import traceback
+
+from django.utils import timezone
+
+from audit import trail
+from connector.clients.bill import BillClient
+from connector.clients.errors import RemoteError
+from connector.clients.sap import SapClient
+from connector.limiter import SlotTimeout, get_limiter
+from connector.models import SyncRun
+
+STEPS = ("reference", "vendors", "bills", "payments")
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+def run_sync(connection, steps=STEPS, *, trigger="cli", actor="", dry_run=False, out=None, sap=None, bill=None):
+    """Run the given steps in order; return the SyncRun. Remote failures are recorded on the run, not raised."""
+    out = out or (lambda line: None)
+    steps = [s for s in STEPS if s in steps]
+    limiter = get_limiter()
+    try:
+        token = limiter.acquire(f"run:{connection.pk}", 1, ttl=3600, wait=0)
+    except SlotTimeout:
+        raise AlreadyRunning(f"another sync of {connection} is running; try again when it has finished") from None
+    run = SyncRun.objects.create(connection=connection, trigger=trigger, steps=",".join(steps), dry_run=dry_run)
+    sap = sap or SapClient.for_connection(connection)
+    bill = bill or BillClient.for_connection(connection)
+    summary = {}
+    try:
+        with trail.triggered_by(trigger, actor), trail.about_run(run):
+            for step in steps:
+                out(f"{step}:")
+                summary[step] = STEP_FUNCTIONS[step](connection, sap, bill, dry_run=dry_run, out=out, run=run)
+                out(f"{step}: " + ", ".join(f"{k} {v}" for k, v in summary[step].items()))
+        failed = sum(s.get("failed", 0) + s.get("held", 0) + s.get("flagged", 0) + s.get("review", 0)
+                     for s in summary.values() if isinstance(s, dict))
+        run.status = SyncRun.Status.PARTIAL if failed else SyncRun.Status.OK
+    except RemoteError as exc:
+        run.status, run.error = SyncRun.Status.FAILED, f"{exc.__class__.__name__}: {exc}"
+        out(f"failed: {exc}")
+    except Exception as exc:
+        run.status, run.error = SyncRun.Status.FAILED, "".join(traceback.format_exception(exc))[-4000:]
+        raise
+    finally:
+        run.summary = summary
+        run.finished_at = timezone.now()
+        run.save()
+        limiter.release(f"run:{connection.pk}", token)
+    return run
+
+
+def step_reference(connection, sap, bill, *, dry_run, out, run):
+    from mappings.reference import fetch_bill_reference, fetch_sap_reference, store_reference
+
+    sap_data, bill_data = fetch_sap_reference(sap), fetch_bill_reference(bill)
+    if dry_run:
+        return {k: len(v) for k, v in {**{f"sap_{k}": v for k, v in sap_data.items()},
+                                       **{f"bill_{k}": v for k, v in bill_data.items()}}.items()}
+    counts = store_reference(connection, sap_data, bill_data)
+    return {table: sum(c.values()) for table, c in counts.items()}
+
+
+def step_vendors(connection, sap, bill, *, dry_run, out, run):
+    from .vendors import VendorAligner
+
+    aligner = VendorAligner(connection, sap, bill, dry_run=dry_run, out=out)
+    summary = aligner.run()
+    if dry_run:
+        for line in aligner.planned:
+            out(f"  would {line}")
+    return summary
+
+
+def step_bills(connection, sap, bill, *, dry_run, out, run):
+    from mappings.reference import reference_loaded
+
+    from .bills import BillSync
+
+    if not reference_loaded(connection) and not dry_run:
+        out("  reference data never loaded: fetching it first")
+        step_reference(connection, sap, bill, dry_run=False, out=out, run=run)
+    sync = BillSync(connection, sap, bill, dry_run=dry_run, out=out, run=run)
+    sync.read_changes()
+    return sync.process()
+
+
+def step_payments(connection, sap, bill, *, dry_run, out, run):
+    from .payments import PaymentSync
+
+    return PaymentSync(connection, sap, bill, dry_run=dry_run, out=out, run=run).run()
+
+
+STEP_FUNCTIONS = {
+    "reference": step_reference,
+    "vendors": step_vendors,
+    "bills": step_bills,
+    "payments": step_payments,
+}

@@ -1,0 +1,119 @@
+"""Mapping CSV (CONTRACT.md): `kind,sap_code,bill_id`, export adds `sap_name,bill_name`.
+
+Import is all-or-nothing: every row is checked against both sides' reference data first, and one bad row
+changes nothing; errors name the CSV row (the header is row 1). Used by `mappings import|export` and, row
+by row, by the admin's import screen.
+"""
+
+import csv
+import io
+
+from django.db import transaction
+
+from .models import BillAccount, BillDepartment, SapAccount, SapCostCenter
+
+HEADER = ["kind", "sap_code", "bill_id"]
+EXPORT_HEADER = HEADER + ["sap_name", "bill_name"]
+KINDS = {
+    "account": (SapAccount, BillAccount, "bill_account", "SAP G/L account", "BILL chart-of-accounts entry"),
+    "department": (SapCostCenter, BillDepartment, "bill_department", "SAP cost center", "BILL department"),
+}
+
+
+class MappingImportError(Exception):
+    def __init__(self, errors):
+        self.errors = errors
+        super().__init__("; ".join(errors[:20]) + (f" (and {len(errors) - 20} more)" if len(errors) > 20 else ""))
+
+
+def export_rows(connection):
+    rows = []
+    for kind, (sap_model, _bill_model, target, _, _) in KINDS.items():
+        qs = sap_model.objects.filter(connection=connection, **{f"{target}__isnull": False}).select_related(target)
+        for row in qs.order_by("code"):
+            bill_obj = getattr(row, target)
+            rows.append({"kind": kind, "sap_code": row.code, "bill_id": bill_obj.bill_id,
+                         "sap_name": row.name, "bill_name": bill_obj.name})
+    return rows
+
+
+def export_csv(connection, fh):
+    writer = csv.DictWriter(fh, fieldnames=EXPORT_HEADER, lineterminator="\n")
+    writer.writeheader()
+    rows = export_rows(connection)
+    writer.writerows(rows)
+    return len(rows)
+
+
+def read_rows(text):
+    """Parse CSV text into (row_number, dict) pairs; raise MappingImportError for a wrong header."""
+    if text.startswith("\ufeff"):
+        text = text[1:]  # Excel's byte-order mark
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [h for h in HEADER if h not in header]
+    if missing:
+        raise MappingImportError([f"row 1: header must start with kind,sap_code,bill_id (missing {', '.join(missing)})"])
+    reader.fieldnames = header
+    return [(n, {k: (v or "").strip() for k, v in row.items() if k}) for n, row in enumerate(reader, start=2)]
+
+
+class RowChecker:
+    """Checks mapping rows against one connection's reference data (loaded once)."""
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.sap = {kind: {r.code: r for r in spec[0].objects.filter(connection=connection)} for kind, spec in KINDS.items()}
+        self.bill = {kind: {r.bill_id: r for r in spec[1].objects.filter(connection=connection)} for kind, spec in KINDS.items()}
+        self.seen = {}
+
+    def check(self, number, row):
+        """Return (sap_row, bill_row, kind) or raise ValueError with a message naming the row."""
+        kind = row.get("kind", "").lower()
+        if kind not in KINDS:
+            raise ValueError(f"row {number}: kind must be 'account' or 'department', not {row.get('kind')!r}")
+        _, _, _, sap_words, bill_words = KINDS[kind]
+        code, bill_id = row.get("sap_code", ""), row.get("bill_id", "")
+        if not code:
+            raise ValueError(f"row {number}: sap_code is empty")
+        if not bill_id:
+            raise ValueError(f"row {number}: bill_id is empty for {sap_words} {code}")
+        sap_row = self.sap[kind].get(code)
+        if sap_row is None or sap_row.missing:
+            raise ValueError(f"row {number}: {sap_words} {code} does not exist in SAP (refresh reference data if it is new)")
+        bill_row = self.bill[kind].get(bill_id)
+        if bill_row is None or bill_row.missing:
+            raise ValueError(f"row {number}: {bill_words} {bill_id} does not exist in BILL")
+        if bill_row.archived:
+            raise ValueError(f"row {number}: {bill_words} {bill_id} ({bill_row.name}) is archived in BILL")
+        previous = self.seen.get((kind, code))
+        if previous is not None and previous != bill_id:
+            raise ValueError(f"row {number}: {sap_words} {code} is mapped twice in this file, to different BILL ids")
+        self.seen[(kind, code)] = bill_id
+        return sap_row, bill_row, kind
+
+
+def import_csv(connection, text):
+    """Check every row, then apply all of them in one transaction. Returns {"account": n, "department": n, "unchanged": n}."""
+    rows = read_rows(text)
+    checker = RowChecker(connection)
+    planned, errors = [], []
+    for number, row in rows:
+        try:
+            planned.append(checker.check(number, row))
+        except ValueError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise MappingImportError(errors)
+    counts = {"account": 0, "department": 0, "unchanged": 0}
+    with transaction.atomic():
+        for sap_row, bill_row, kind in planned:
+            target = KINDS[kind][2]
+            if getattr(sap_row, f"{target}_id") == bill_row.pk:
+                counts["unchanged"] += 1
+                continue
+            setattr(sap_row, target, bill_row)
+            sap_row.refresh_status()
+            sap_row.save(update_fields=[target, "mapping_status", "updated_at"])
+            counts[kind] += 1
+    return counts
