@@ -66,9 +66,19 @@ class DatabaseLimiter(_Limiter):
     def _try_acquire(self, key, limit, token, ttl):
         # Inside an atomic block the lease would only become visible at commit, and on SQLite it would hold
         # the write lock for the whole HTTP call: refuse rather than silently breaking the limit.
-        if not transaction.get_autocommit():
+        if not transaction.get_autocommit() and getattr(settings, "LIMITER_REFUSE_IN_TRANSACTION", True):
             raise RuntimeError("request slots must not be taken inside a database transaction")
         self._ensure_slots(key, limit)
+        if self._claim(key, limit, token, ttl):
+            return True
+        # Slot rows can vanish (a rolled-back test, a manual cleanup): recreate them if fewer than `limit` exist.
+        if ConcurrencySlot.objects.filter(key=key).count() < limit:
+            self._ensured.discard((key, limit))
+            self._ensure_slots(key, limit)
+            return self._claim(key, limit, token, ttl)
+        return False
+
+    def _claim(self, key, limit, token, ttl):
         now = timezone.now()
         free = Q(holder__isnull=True) | Q(lease_until__lt=now)
         for slot_no in random.sample(range(limit), limit):
@@ -77,9 +87,6 @@ class DatabaseLimiter(_Limiter):
             )
             if claimed == 1:
                 return True
-        # Slot rows can vanish (a test flush, a manual cleanup): recreate them if fewer than `limit` exist.
-        if ConcurrencySlot.objects.filter(key=key).count() < limit:
-            self._ensured.discard((key, limit))
         return False
 
     def release(self, key, token):

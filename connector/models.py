@@ -92,6 +92,14 @@ class Connection(models.Model):
         help_text="Still accepted after a key rotation, until the next rotation.",
     )
     bill_webhook_subscription_id = models.CharField(max_length=100, blank=True)
+    webhook_idempotency_key = models.CharField(
+        max_length=40, blank=True, editable=False,
+        help_text="X-Idempotent-Key of a subscription request in progress: re-sent on retry so BILL never makes two.",
+    )
+    cancel_sap_payment_on_void = models.BooleanField(
+        default=False, help_text="When BILL voids a payment already posted to SAP, cancel the SAP payment too "
+                                 "(otherwise the payment is flagged for a person).",
+    )
     webhook_token = models.CharField(max_length=64, unique=True, default=new_webhook_token, editable=False)
 
     # Polling
@@ -288,3 +296,71 @@ class InvoiceRecord(models.Model):
 
     def __str__(self):
         return f"A/P invoice {self.doc_num or self.doc_entry} ({self.card_code})"
+
+
+class WebhookEvent(models.Model):
+    """A BILL webhook notification whose signature verified: stored first, processed later (exactly once)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        PROCESSED = "processed", "processed"
+        IGNORED = "ignored", "ignored (not relevant)"
+        FAILED = "failed", "failed"
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="webhook_events")
+    event_id = models.CharField(max_length=100)
+    event_type = models.CharField(max_length=60)
+    entity_id = models.CharField(max_length=60, blank=True, db_index=True)
+    payload = models.JSONField(default=dict)
+    signed_with = models.CharField(max_length=10, blank=True, help_text="current or previous security key")
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [models.UniqueConstraint(fields=["connection", "event_id"], name="uniq_webhook_event")]
+
+    def __str__(self):
+        return f"{self.event_type} {self.event_id}"
+
+
+class PaymentRecord(models.Model):
+    """Our ledger of one BILL payment and the SAP outgoing payment (VendorPayments) posted for it."""
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "waiting for BILL to pay"
+        PENDING = "pending", "pending"
+        POSTING = "posting", "posting to SAP"
+        POSTED = "posted", "posted to SAP"
+        NOT_PAID = "not_paid", "cancelled/voided/failed in BILL: nothing posted"
+        REVERSED = "reversed", "voided in BILL, SAP payment cancelled"
+        FAILED = "failed", "failed"
+        FLAGGED = "flagged", "needs a person"
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="payments")
+    bill_payment_id = models.CharField("BILL payment id", max_length=40)
+    vendor_id = models.CharField(max_length=40, blank=True)
+    card_code = models.CharField("SAP supplier", max_length=50, blank=True)
+    amount = models.DecimalField(max_digits=18, decimal_places=2, default=0)
+    process_date = models.DateField(null=True, blank=True)
+    bill_status = models.CharField("BILL status", max_length=40, blank=True)
+    allocations = models.JSONField(default=list, blank=True, help_text="[{bill_id, doc_entry, amount}]")
+    sap_doc_entry = models.PositiveIntegerField("SAP payment DocEntry", null=True, blank=True)
+    sap_doc_num = models.CharField("SAP payment DocNum", max_length=30, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    last_error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    post_attempted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [models.UniqueConstraint(fields=["connection", "bill_payment_id"], name="uniq_payment_record")]
+        verbose_name = "payment"
+
+    def __str__(self):
+        return f"BILL payment {self.bill_payment_id}"

@@ -9,6 +9,8 @@ from mlconnector.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}  # noqa: F405
+# Most tests run inside one wrapping transaction; only the limiter's own tests check the refusal.
+LIMITER_REFUSE_IN_TRANSACTION = False
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     # A file, not :memory:, so that helper processes started by a test (limiter, workers) see the same data.

@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import path
 
-from connector import views
+from connector import views, webhooks
 
 admin.site.site_header = "ml-connector"
 admin.site.site_title = "ml-connector"
@@ -12,4 +12,5 @@ admin.site.index_title = "SAP Business One ↔ BILL"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
+    path("webhooks/bill/<str:token>/", webhooks.bill_webhook, name="bill-webhook"),
 ]

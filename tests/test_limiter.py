@@ -64,7 +64,8 @@ def test_a_crashed_holders_lease_expires():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_slots_are_refused_inside_a_transaction():
+def test_slots_are_refused_inside_a_transaction(settings):
+    settings.LIMITER_REFUSE_IN_TRANSACTION = True
     with transaction.atomic(), pytest.raises(RuntimeError, match="inside a database transaction"):
         DatabaseLimiter().acquire("bill:tx", 3)
 

@@ -1,0 +1,61 @@
+"""Keep each connection's django-q2 schedule in step with its settings (created/updated on save)."""
+
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+from django.utils import timezone
+
+from .models import Connection
+
+SWEEP_NAME = "ml-connector:sweep"
+
+
+def schedule_name(conn):
+    return f"sync:{conn.pk}"
+
+
+def sync_schedule(conn):
+    """Create, update or remove the polling schedule of one connection. Idempotent."""
+    from django_q.models import Schedule
+
+    name = schedule_name(conn)
+    if not conn.enabled:
+        Schedule.objects.filter(name=name).delete()
+        return None
+    defaults = {"func": "connector.tasks.run_scheduled_sync", "args": f"({conn.pk},)", "repeats": -1}
+    if conn.schedule_cron:
+        defaults.update(schedule_type=Schedule.CRON, cron=conn.schedule_cron, minutes=None)
+    else:
+        defaults.update(schedule_type=Schedule.MINUTES, minutes=conn.schedule_minutes or 15, cron=None)
+    existing = Schedule.objects.filter(name=name).first()
+    if existing and all(getattr(existing, k) == v for k, v in defaults.items()):
+        return existing
+    if existing:
+        for key, value in defaults.items():
+            setattr(existing, key, value)
+        now = timezone.now()
+        existing.next_run = existing.calculate_next_run(now) if conn.schedule_cron else now
+        existing.save()
+        return existing
+    return Schedule.objects.create(name=name, **defaults)
+
+
+def ensure_sweep():
+    from django_q.models import Schedule
+
+    Schedule.objects.get_or_create(
+        name=SWEEP_NAME, defaults={"func": "connector.tasks.sweep", "schedule_type": Schedule.MINUTES, "minutes": 5,
+                                   "repeats": -1},
+    )
+
+
+@receiver(post_save, sender=Connection, dispatch_uid="connector-sync-schedule")
+def _connection_saved(sender, instance, raw=False, **kwargs):
+    if not raw:
+        sync_schedule(instance)
+
+
+@receiver(post_delete, sender=Connection, dispatch_uid="connector-drop-schedule")
+def _connection_deleted(sender, instance, **kwargs):
+    from django_q.models import Schedule
+
+    Schedule.objects.filter(name=schedule_name(instance)).delete()

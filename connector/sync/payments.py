@@ -1,0 +1,344 @@
+"""BILL payments → SAP outgoing payments (`sync NAME --step payments`, and webhook processing).
+
+A webhook is only a hint that a payment changed; the truth is read from BILL (`GET /v3/payments/{id}`:
+`billPayments` say how much went to which bill). Each paid BILL payment becomes exactly one SAP
+`VendorPayments` document applying those amounts to the matching purchase invoices. Before posting, SAP
+is searched for a payment carrying the BILL payment id (TransferReference), so a lost answer, a retried
+task, a duplicate webhook or a replay never posts twice. Polling payments updated since a cursor means a
+missed or disabled webhook loses nothing.
+"""
+
+import contextlib
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit import trail
+from audit.models import AuditEvent
+from connector.clients.errors import BillNotFound, RemoteError, ResponseLost, SapError
+from connector.clients.sap import odata_quote
+from connector.models import InvoiceRecord, PaymentRecord, SyncCursor, WebhookEvent
+
+from .coding import money
+
+Status = PaymentRecord.Status
+STREAM = "bill-payments"
+OVERLAP = timedelta(minutes=5)
+PAID_STATUSES = {"PAID"}
+PAID_SINGLE = {"PROCESSED", "SENT", "DELIVERED", "CLEARED", "PARTIALLY_CLAIMED"}
+UNDONE_STATUSES = {"VOID", "VOIDED", "CANCELLED", "CANCELED", "FAILED"}
+UNDONE_SINGLE = {"VOIDED", "CANCELED", "FUNDING_FAILED_VOIDED", "DISBURSEMENT_FAILED_VENDOR_BANK_REJECTED"}
+MAX_AUTO_ATTEMPTS = 5
+
+
+def payment_state(payment):
+    """'paid', 'undone' (void/cancelled/failed) or 'waiting' (scheduled, approving, in flight)."""
+    status = (payment.get("status") or "").upper()
+    single = (payment.get("singleStatus") or "").upper()
+    if status in UNDONE_STATUSES or single in UNDONE_SINGLE:
+        return "undone"
+    if status in PAID_STATUSES or single in PAID_SINGLE:
+        return "paid"
+    return "waiting"
+
+
+def _date(value):
+    try:
+        return date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+class PaymentSync:
+    def __init__(self, connection, sap, bill, *, dry_run=False, out=None, run=None):
+        self.connection = connection
+        self.sap = sap
+        self.bill = bill
+        self.dry_run = dry_run
+        self.out = out or (lambda line: None)
+        self.run_record = run
+        self.summary = {k: 0 for k in ("events", "checked", "posted", "adopted", "waiting", "not_paid", "reversed",
+                                       "failed", "flagged", "unchanged")}
+
+    # --- entry points ------------------------------------------------------------------------------------
+    def run(self):
+        """Process stored webhook events, then poll BILL for payments changed since the cursor."""
+        ids = self.ids_from_events()
+        ids.update(self.ids_from_poll())
+        ids.update(PaymentRecord.objects.filter(
+            connection=self.connection, status__in=[Status.PENDING, Status.POSTING, Status.WAITING]
+        ).values_list("bill_payment_id", flat=True))
+        ids.update(PaymentRecord.objects.filter(
+            connection=self.connection, status=Status.FAILED, attempts__lt=MAX_AUTO_ATTEMPTS
+        ).values_list("bill_payment_id", flat=True))
+        for payment_id in sorted(ids):
+            self.handle(payment_id)
+        return self.summary
+
+    def ids_from_events(self, only=None):
+        events = WebhookEvent.objects.filter(connection=self.connection, status=WebhookEvent.Status.PENDING)
+        if only is not None:
+            events = events.filter(pk__in=only)
+        ids = set()
+        for event in events.order_by("received_at"):
+            ids.update(self._payment_ids_of(event))
+            self.summary["events"] += 1
+            if not self.dry_run:
+                relevant = event.event_type.startswith(("payment.", "bill."))
+                WebhookEvent.objects.filter(pk=event.pk).update(
+                    status=WebhookEvent.Status.PROCESSED if relevant else WebhookEvent.Status.IGNORED,
+                    processed_at=timezone.now(), attempts=event.attempts + 1,
+                )
+        return ids
+
+    def _payment_ids_of(self, event):
+        payload = event.payload or {}
+        if event.event_type.startswith("payment."):
+            payment = payload.get("payment") or {}
+            return {payment["id"]} if payment.get("id") else set()
+        if event.event_type.startswith("bill."):
+            # A bill changed (maybe paid): its payments show up in the poll; refresh what we know of the bill.
+            bill_obj = payload.get("bill") or {}
+            if bill_obj.get("id") and bill_obj.get("paymentStatus") and not self.dry_run:
+                InvoiceRecord.objects.filter(connection=self.connection, bill_id=bill_obj["id"]).update(
+                    bill_payment_status=bill_obj["paymentStatus"])
+        return set()
+
+    def ids_from_poll(self):
+        cursor = SyncCursor.objects.filter(connection=self.connection, stream=STREAM).first()
+        since = (cursor.value or {}).get("updated") if cursor else None
+        if since:
+            start = datetime.fromisoformat(since) - OVERLAP
+        else:
+            start = datetime.combine(self.connection.sync_from, datetime.min.time(), tzinfo=UTC)
+        start_text = start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        ids, newest = set(), since
+        for payment in self.bill.iterate("/v3/payments", filters=[f'updatedTime:gte:"{start_text}"'], sort="updatedTime:asc"):
+            ids.add(payment["id"])
+            updated = payment.get("updatedTime")
+            if updated and (newest is None or updated > newest):
+                newest = updated
+        if newest and newest != since and not self.dry_run:
+            # Payments found are handled in this same run, and records keep any failure: safe to move on.
+            SyncCursor.objects.update_or_create(
+                connection=self.connection, stream=STREAM, defaults={"value": {"updated": newest}}
+            )
+        return ids
+
+    # --- one payment ---------------------------------------------------------------------------------------
+    def handle(self, payment_id):
+        self.summary["checked"] += 1
+        record = PaymentRecord.objects.filter(connection=self.connection, bill_payment_id=payment_id).first()
+        if record is None and not self.dry_run:
+            try:
+                with transaction.atomic():
+                    record = PaymentRecord.objects.create(connection=self.connection, bill_payment_id=payment_id)
+            except IntegrityError:  # another worker saw the same payment at the same moment
+                record = PaymentRecord.objects.get(connection=self.connection, bill_payment_id=payment_id)
+        if record is None:
+            record = PaymentRecord(connection=self.connection, bill_payment_id=payment_id)
+        try:
+            with self._about(record):
+                payment = self.bill.get(f"/v3/payments/{payment_id}")
+        except BillNotFound:
+            self._set(record, Status.FLAGGED, f"BILL has no payment {payment_id} (deleted?); check in BILL")
+            return
+        except RemoteError as exc:
+            self._fail(record, f"could not read the payment from BILL: {exc}")
+            return
+        record.vendor_id = payment.get("vendorId") or record.vendor_id
+        record.amount = money(payment.get("amount"))
+        record.process_date = _date(payment.get("processDate")) or record.process_date
+        record.bill_status = "/".join(x for x in (payment.get("status"), payment.get("singleStatus")) if x)[:40]
+        state = payment_state(payment)
+        if state == "waiting":
+            if record.status not in (Status.POSTED,):
+                self._set(record, Status.WAITING, "")
+                self.summary["waiting"] += 1
+            return
+        if state == "undone":
+            self._undone(record)
+            return
+        if record.status == Status.POSTED:
+            self.summary["unchanged"] += 1
+            self._save(record)
+            return
+        self._post(record, payment)
+
+    def _allocations(self, record, payment):
+        """[{bill_id, doc_entry, amount}] or raise ValueError naming what does not match."""
+        parts = payment.get("billPayments") or []
+        if not parts and payment.get("billId"):
+            parts = [{"billId": payment["billId"], "amount": payment.get("amount")}]
+        if not parts:
+            raise ValueError(f"BILL payment {record.bill_payment_id} lists no bills")
+        records = {r.bill_id: r for r in InvoiceRecord.objects.filter(
+            connection=self.connection, bill_id__in=[p.get("billId") for p in parts])}
+        allocations, card_codes = [], set()
+        for part in parts:
+            invoice = records.get(part.get("billId"))
+            if invoice is None:
+                raise ValueError(f"BILL payment {record.bill_payment_id} pays bill {part.get('billId')}, which was not "
+                                 "created from an SAP invoice by ml-connector: post it in SAP by hand")
+            card_codes.add(invoice.card_code)
+            allocations.append({"bill_id": invoice.bill_id, "doc_entry": invoice.doc_entry, "doc_num": invoice.doc_num,
+                                "amount": str(money(part.get("amount")))})
+        if len(card_codes) != 1:
+            raise ValueError(f"BILL payment {record.bill_payment_id} covers invoices of several SAP suppliers "
+                             f"({', '.join(sorted(card_codes))}): post it in SAP by hand")
+        record.card_code = card_codes.pop()
+        return allocations
+
+    def sap_payment_body(self, record):
+        total = sum((Decimal(a["amount"]) for a in record.allocations), Decimal(0))
+        day = (record.process_date or timezone.localdate()).isoformat()
+        return {
+            "CardCode": record.card_code,
+            "DocType": "rSupplier",
+            "DocDate": day,
+            "TransferAccount": self.connection.sap_payment_account,
+            "TransferDate": day,
+            "TransferSum": float(total),
+            "TransferReference": record.bill_payment_id,
+            "Remarks": f"BILL payment {record.bill_payment_id} (ml-connector)",
+            "JournalRemarks": f"BILL payment {record.bill_payment_id}"[:50],
+            "PaymentInvoices": [
+                {"LineNum": n, "DocEntry": a["doc_entry"], "InvoiceType": "it_PurchaseInvoice",
+                 "SumApplied": float(Decimal(a["amount"]))}
+                for n, a in enumerate(record.allocations)
+            ],
+        }
+
+    def find_sap_payment(self, payment_id):
+        """An uncancelled SAP outgoing payment we posted for this BILL payment, or None."""
+        found = list(self.sap.iterate(
+            "VendorPayments", filter=f"TransferReference eq {odata_quote(payment_id)} and Cancelled eq 'tNO'",
+            select=["DocEntry", "DocNum", "TransferSum", "CardCode"],
+        ))
+        return found[0] if found else None
+
+    def _post(self, record, payment):
+        try:
+            record.allocations = self._allocations(record, payment)
+        except ValueError as exc:
+            self._set(record, Status.FLAGGED, str(exc))
+            self.summary["flagged"] += 1
+            return
+        if not self.connection.sap_payment_account:
+            self._set(record, Status.FLAGGED, "no SAP payment account is set for this connection "
+                                              "(sap.payment_account): set it, then replay this payment")
+            self.summary["flagged"] += 1
+            return
+        if self.dry_run:
+            self.out(f"  would post SAP outgoing payment for BILL payment {record.bill_payment_id}: {record.card_code} "
+                     + ", ".join(f"invoice {a['doc_num']} {a['amount']}" for a in record.allocations))
+            self.summary["posted"] += 1
+            return
+        if not self._claim(record):
+            return
+        try:
+            with self._about(record):
+                existing = self.find_sap_payment(record.bill_payment_id)
+                if existing:
+                    self._posted(record, existing, "Found the SAP payment posted by an earlier attempt; not posted again")
+                    self.summary["adopted"] += 1
+                    return
+                created = self.sap.post("VendorPayments", self.sap_payment_body(record))
+        except ResponseLost:
+            self._recover_lost(record)
+            return
+        except SapError as exc:
+            self._fail(record, f"SAP refused the outgoing payment: {exc}")
+            return
+        except RemoteError as exc:
+            self._fail(record, f"could not reach SAP: {exc}")
+            return
+        self._posted(record, created or {}, f"Posted SAP outgoing payment {(created or {}).get('DocNum')}")
+        self.summary["posted"] += 1
+
+    def _claim(self, record):
+        """Only one worker posts a given payment: claim it with a conditional update."""
+        now = timezone.now()
+        record.attempts += 1
+        claimed = PaymentRecord.objects.filter(pk=record.pk).exclude(
+            status=Status.POSTED).exclude(status=Status.POSTING, post_attempted_at__gte=now - timedelta(minutes=10)
+        ).update(status=Status.POSTING, post_attempted_at=now, attempts=record.attempts, allocations=record.allocations,
+                 card_code=record.card_code, amount=record.amount, process_date=record.process_date,
+                 bill_status=record.bill_status, vendor_id=record.vendor_id)
+        if claimed:
+            record.status, record.post_attempted_at = Status.POSTING, now
+        return bool(claimed)
+
+    def _recover_lost(self, record):
+        try:
+            existing = self.find_sap_payment(record.bill_payment_id)
+        except RemoteError as exc:
+            self._fail(record, f"SAP did not answer the payment post and the look-up failed ({exc}); the next run "
+                               "looks again before posting")
+            return
+        if existing:
+            self._posted(record, existing, "SAP's answer was lost; found the payment it posted")
+            self.summary["adopted"] += 1
+        else:
+            self._fail(record, "SAP did not answer the payment post and has no such payment; it is posted on the next run")
+
+    def _undone(self, record):
+        if record.status == Status.POSTED and record.sap_doc_entry:
+            if not self.connection.cancel_sap_payment_on_void:
+                self._set(record, Status.FLAGGED, f"BILL voided/cancelled payment {record.bill_payment_id} after it was "
+                                                  f"posted to SAP as outgoing payment {record.sap_doc_num}: cancel that "
+                                                  "SAP payment (or allow ml-connector to do it on the connection)")
+                self.summary["flagged"] += 1
+                return
+            if self.dry_run:
+                self.out(f"  would cancel SAP outgoing payment {record.sap_doc_num}")
+                return
+            try:
+                with self._about(record):
+                    self.sap.post(f"VendorPayments({record.sap_doc_entry})/Cancel")
+            except RemoteError as exc:
+                self._fail(record, f"SAP refused to cancel outgoing payment {record.sap_doc_num}: {exc}")
+                return
+            self._set(record, Status.REVERSED, "", f"Cancelled SAP outgoing payment {record.sap_doc_num}")
+            self.summary["reversed"] += 1
+            return
+        if record.status in (Status.POSTING,):
+            # We may have posted it already without knowing: make sure before declaring "nothing posted".
+            existing = self.find_sap_payment(record.bill_payment_id)
+            if existing:
+                self._posted(record, existing, "Found an SAP payment for a payment BILL then voided")
+                return self._undone(record)
+        self._set(record, Status.NOT_PAID, "")
+        self.summary["not_paid"] += 1
+
+    # --- bookkeeping -----------------------------------------------------------------------------------------
+    def _about(self, record):
+        return trail.about(record, connection_id=self.connection.pk) if record.pk else contextlib.nullcontext()
+
+    def _posted(self, record, sap_doc, outcome):
+        record.sap_doc_entry = sap_doc.get("DocEntry") or record.sap_doc_entry
+        record.sap_doc_num = str(sap_doc.get("DocNum") or record.sap_doc_num)
+        self._set(record, Status.POSTED, "", outcome)
+
+    def _fail(self, record, message):
+        self.summary["failed"] += 1
+        self._set(record, Status.FAILED, message)
+
+    def _set(self, record, status, error, outcome=None):
+        before = {"status": record.status, "last_error": record.last_error, "sap_doc_num": record.sap_doc_num}
+        record.status, record.last_error = status, error
+        if self.dry_run:
+            return
+        self._save(record)
+        after = {"status": record.status, "last_error": record.last_error, "sap_doc_num": record.sap_doc_num}
+        trail.log_change(record, f"Payment {record.bill_payment_id}: {record.get_status_display()}", before, after)
+        if outcome:
+            trail.log(record, AuditEvent.Kind.OUTCOME, outcome)
+
+    def _save(self, record):
+        if not self.dry_run:
+            record.save()
+
+

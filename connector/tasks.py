@@ -1,0 +1,61 @@
+"""Task-queue entry points (django-q2). Thin: each loads its connection and calls the sync code.
+
+The queue is a doorbell, the database is the ledger: a task lost with a dying worker only delays work,
+because every record's state is in the database and the periodic sweep picks up whatever is pending.
+"""
+
+import logging
+
+from django.utils import timezone
+
+from .models import Connection, WebhookEvent
+
+log = logging.getLogger(__name__)
+
+
+def run_scheduled_sync(connection_id):
+    """One scheduled cycle of one connection. Its failure is recorded on its SyncRun and stops no other connection."""
+    from .sync.runner import AlreadyRunning, run_sync
+
+    conn = Connection.objects.filter(pk=connection_id, enabled=True).select_related("tenant").first()
+    if conn is None:
+        return "connection missing or disabled"
+    try:
+        run = run_sync(conn, trigger="schedule")
+    except AlreadyRunning as exc:
+        return str(exc)
+    return f"{run.status}: {run.summary}"
+
+
+def process_webhook_event(event_pk):
+    """Read the truth about what one stored BILL event points at, and post it to SAP if it is a payment."""
+    from .clients.bill import BillClient
+    from .clients.sap import SapClient
+    from .sync.payments import PaymentSync
+
+    event = WebhookEvent.objects.filter(pk=event_pk, status=WebhookEvent.Status.PENDING).select_related("connection").first()
+    if event is None:
+        return "already processed"
+    conn = event.connection
+    from audit.trail import triggered_by
+
+    with triggered_by("webhook"):
+        sync = PaymentSync(conn, SapClient.for_connection(conn), BillClient.for_connection(conn))
+        for payment_id in sorted(sync.ids_from_events(only=[event_pk])):
+            sync.handle(payment_id)
+    return sync.summary
+
+
+def sweep():
+    """Process webhook events still pending a minute after they arrived (their task was lost or failed)."""
+    cutoff = timezone.now() - timezone.timedelta(minutes=1)
+    pending = WebhookEvent.objects.filter(status=WebhookEvent.Status.PENDING, received_at__lt=cutoff,
+                                          connection__enabled=True).values_list("pk", flat=True)[:500]
+    done = 0
+    for pk in pending:
+        try:
+            process_webhook_event(pk)
+            done += 1
+        except Exception:  # noqa: BLE001 - one bad event must not stop the sweep; it stays pending
+            log.exception("sweep: webhook event %s failed", pk)
+    return f"processed {done} pending webhook events"

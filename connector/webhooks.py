@@ -1,0 +1,115 @@
+"""BILL webhook receiver: `POST /webhooks/bill/<token>/` (CONTRACT.md, "HTTP").
+
+Checks in this order, storing nothing until all pass: unknown token 404, body over 1 MiB 413, signature
+missing or wrong 401 (HMAC-SHA256 over the exact raw bytes, base64, constant-time compare, current or
+previous key during rotation), not a BILL event 400. Then the event is stored once per `metadata.eventId`,
+processing is queued, and BILL gets its 200 well within its 10 seconds.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from .models import Connection, WebhookEvent
+
+log = logging.getLogger(__name__)
+SIGNATURE_HEADER = "HTTP_X_BILL_SHA_SIGNATURE"
+
+
+def sign(body, key):
+    """base64(HMAC-SHA256(key, body)) as BILL computes it."""
+    return base64.b64encode(hmac.new(key.encode("utf-8"), body, hashlib.sha256).digest())
+
+
+def signature_matches(body, header, keys):
+    """Which key ('current'/'previous') signed `body`, or None. Compares bytes so odd headers can't cause a 500."""
+    if not header:
+        return None
+    given = header.strip().encode("utf-8", "replace")
+    for name, key in keys:
+        if key and hmac.compare_digest(sign(body, key), given):
+            return name
+    return None
+
+
+def parse_event(body):
+    """The event dict, or None when the body is not a BILL event (bad JSON, too deep, wrong shape)."""
+    try:
+        data = json.loads(body)
+        if isinstance(data, str):  # BILL documents payloads "JSON-escaped and presented as a string"
+            data = json.loads(data)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("metadata"), dict):
+        return None
+    meta = data["metadata"]
+    if not isinstance(meta.get("eventId"), str) or not meta["eventId"] or not isinstance(meta.get("eventType"), str):
+        return None
+    return data
+
+
+def entity_id(event):
+    entity = event["metadata"]["eventType"].split(".", 1)[0]
+    obj = event.get(entity)
+    return str(obj.get("id", ""))[:60] if isinstance(obj, dict) else ""
+
+
+def _error(status, message):
+    return JsonResponse({"error": message}, status=status)
+
+
+@csrf_exempt
+@require_POST
+def bill_webhook(request, token):
+    conn = Connection.objects.filter(webhook_token=token).first()
+    if conn is None:
+        return _error(404, "unknown webhook token")
+    limit = settings.WEBHOOK_MAX_BODY
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return _error(413, "body over 1 MiB")
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        return _error(413, "body over 1 MiB")
+    signed_with = signature_matches(
+        body, request.META.get(SIGNATURE_HEADER),
+        [("current", conn.bill_webhook_security_key), ("previous", conn.bill_webhook_previous_key)],
+    )
+    if signed_with is None:
+        log.warning("webhook for %s rejected: signature missing or wrong", conn)
+        return _error(401, "signature missing or wrong")
+    event = parse_event(body)
+    if event is None:
+        return _error(400, "not a BILL event")
+    meta = event["metadata"]
+    try:
+        with transaction.atomic():
+            stored = WebhookEvent.objects.create(
+                connection=conn, event_id=meta["eventId"][:100], event_type=meta["eventType"][:60],
+                entity_id=entity_id(event), payload=event, signed_with=signed_with,
+            )
+            transaction.on_commit(lambda: enqueue_event(stored.pk))
+    except IntegrityError:
+        return JsonResponse({"ok": True, "duplicate": True})  # same eventId again: already stored, processed once
+    return JsonResponse({"ok": True})
+
+
+def enqueue_event(event_pk):
+    """Ring the doorbell; if the queue is down the event is still pending and the next sync picks it up."""
+    try:
+        from django_q.tasks import async_task
+
+        async_task("connector.tasks.process_webhook_event", event_pk, task_name=f"webhook-{event_pk}")
+    except Exception:  # noqa: BLE001 - the database is the ledger; the queue is only a doorbell
+        log.exception("could not enqueue webhook event %s; it stays pending for the next sync", event_pk)
