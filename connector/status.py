@@ -2,15 +2,28 @@
 
 from collections import Counter
 
+from django.db.models import Count
+
 from .models import SyncRun
 
-# Every model that carries a per-record sync status registers here (mappings, bills, payments…).
-STATUS_SOURCES = []
+
+def _counter(model_path):
+    def count(conn):
+        from django.apps import apps
+
+        model = apps.get_model(model_path)
+        rows = model.objects.filter(connection=conn).values("status").annotate(n=Count("pk"))
+        return {row["status"]: row["n"] for row in rows}
+
+    return count
 
 
-def register_status_source(label, counter):
-    """`counter(connection)` returns {status: count} for one kind of record."""
-    STATUS_SOURCES.append((label, counter))
+# Every kind of record that carries a sync status: (label, counter(connection) -> {status: count}).
+STATUS_SOURCES = [
+    ("vendors", _counter("mappings.VendorLink")),
+    ("invoices", _counter("connector.InvoiceRecord")),
+    ("payments", _counter("connector.PaymentRecord")),
+]
 
 
 def connection_overview(conn):

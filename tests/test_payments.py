@@ -51,7 +51,7 @@ def sync_payments(conn):
 @pytest.mark.django_db
 def test_polling_alone_posts_full_partial_and_multi_bill_payments(conn, sap_sim, bill_sim, billed):
     """GIVEN no webhook subscription at all WHEN BILL pays bills THEN the payments step finds and posts them."""
-    a1, a2, a3, u1 = billed["A-1"], billed["A-2"], billed["A-3"], billed["U-1"]
+    a1, a2, u1 = billed["A-1"], billed["A-2"], billed["U-1"]
     multi = bill_sim.pay_bills([(a1.bill_id, "100.00"), (a2.bill_id, "100.00")], process_date="2026-11-20")
     partial = bill_sim.pay_bills([(u1.bill_id, "25.00")], process_date="2026-11-21")
     summary = sync_payments(conn)

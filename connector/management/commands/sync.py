@@ -30,7 +30,7 @@ class Command(OperatorCommand):
         from connector.models import InvoiceRecord
         from mappings.models import VendorLink
 
-        if run.dry_run:
+        if run.dry_run or not {"vendors", "bills"} & set(run.steps.split(",")):
             return
         problems = list(InvoiceRecord.objects.filter(
             connection=conn, status__in=["held", "failed", "flagged"]).order_by("doc_entry")[:50])

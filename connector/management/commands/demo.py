@@ -1,0 +1,131 @@
+"""`manage.py demo`: the product's main job on the built-in sandbox, step by step, with a printed summary.
+
+Expects the simulators (`manage.py sandbox --seed-demo`) and the web server to be running; scripts/demo.sh
+starts all of it. Uses only the operator interface (connection file, mapping CSV, sync, webhooks), so what
+it prints is what an operator would see.
+"""
+
+import json
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from connector.models import Connection, InvoiceRecord, PaymentRecord, WebhookEvent
+from connector.sandbox import catalog
+
+CSV = Path(__file__).resolve().parents[2] / "sandbox" / "demo-mappings.csv"
+
+
+class Command(BaseCommand):
+    help = "Run the demo: connect the sandbox, map, sync invoices to BILL, pay some, post payments back to SAP."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--sap-url", default="http://127.0.0.1:8101")
+        parser.add_argument("--bill-url", default="http://127.0.0.1:8102")
+        parser.add_argument("--admin-user", default="admin")
+        parser.add_argument("--admin-password", default="", help="default: a new random one, printed")
+
+    def section(self, title):
+        self.stdout.write(self.style.MIGRATE_HEADING(f"\n== {title}"))
+
+    def cli(self, *args):
+        self.stdout.write(self.style.SQL_KEYWORD(f"$ python manage.py {' '.join(args)}"))
+        try:
+            call_command(*args, stdout=self.stdout, stderr=self.stderr)
+        except CommandError as exc:
+            self.stdout.write(self.style.WARNING(f"(exit {exc.returncode}) {exc}"))
+
+    def handle(self, *args, sap_url, bill_url, admin_user, admin_password, **options):
+        self.section("1. Connect the customer's SAP company and BILL organization")
+        conn_file = {
+            "tenant": "demo", "name": "demo-sandbox",
+            "sap": {"base_url": f"{sap_url}/b1s/v1", "company_db": catalog.SAP_COMPANY_DB, "username": catalog.SAP_USER,
+                    "password": catalog.SAP_PASSWORD, "payment_account": catalog.SAP_PAYMENT_ACCOUNT},
+            "bill": {"base_url": f"{bill_url}/connect", "username": catalog.BILL_USER, "password": catalog.BILL_PASSWORD,
+                     "organization_id": catalog.BILL_ORG_ID, "dev_key": catalog.BILL_DEV_KEY},
+            "schedule": {"minutes": 15}, "sync_from": "2026-01-01",
+        }
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+            json.dump(conn_file, fh)
+        self.cli("connection", "apply", fh.name)
+        Path(fh.name).unlink()
+        self.cli("connection", "ping", "demo-sandbox")
+        self.cli("webhooks", "register", "demo-sandbox")
+
+        self.section("2. Reference data and mappings (CSV)")
+        self.cli("sync", "demo-sandbox", "--step", "reference")
+        self.cli("mappings", "import", "demo-sandbox", str(CSV))
+
+        self.section("3. Vendors, then approved purchase invoices -> BILL bills")
+        self.cli("sync", "demo-sandbox", "--step", "vendors", "--step", "bills")
+
+        self.section("4. BILL pays some bills; its signed webhooks post outgoing payments to SAP")
+        self.pay_some(bill_url)
+        self.wait_for_webhooks()
+        self.cli("sync", "demo-sandbox", "--step", "payments")
+        self.show_sap_payments(sap_url)
+
+        self.section("5. Summary")
+        self.cli("connection", "list")
+        conn = Connection.objects.get(tenant__slug="demo", name="demo-sandbox")
+        counts = {}
+        for status in InvoiceRecord.objects.filter(connection=conn).values_list("status", flat=True):
+            counts[status] = counts.get(status, 0) + 1
+        self.stdout.write(f"invoices by status: {counts}")
+        self.stdout.write(f"payments posted to SAP: {PaymentRecord.objects.filter(connection=conn, status='posted').count()}")
+        password = self.ensure_admin(admin_user, admin_password)
+        self.section("Look around")
+        self.stdout.write(f"Admin: http://127.0.0.1:8000/admin/   user: {admin_user}   password: {password}")
+        self.stdout.write("Held invoices say what to map; map them under 'SAP G/L account mappings', then replay.")
+
+    def pay_some(self, bill_url):
+        conn = Connection.objects.get(tenant__slug="demo", name="demo-sandbox")
+        synced = list(InvoiceRecord.objects.filter(connection=conn, status="synced").order_by("doc_entry"))
+        by_vendor = {}
+        for record in synced:
+            by_vendor.setdefault(record.coded["vendorId"], []).append(record)
+        plans = []
+        for records in list(by_vendor.values())[:3]:
+            if len(records) >= 2:  # one payment for two bills of the same vendor
+                plans.append([(r.bill_id, str(r.doc_total)) for r in records[:2]])
+            else:  # a partial payment
+                plans.append([(records[0].bill_id, str((records[0].doc_total / 2).quantize(records[0].doc_total)))])
+        for plan in plans:
+            answer = requests.post(f"{bill_url}/_sim/pay", json={"payments": plan}, timeout=30)
+            answer.raise_for_status()
+            paid = answer.json()
+            self.stdout.write(f"BILL paid {paid['id']}: " + ", ".join(f"bill {b} {a}" for b, a in plan))
+
+    def wait_for_webhooks(self, seconds=20):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            received = WebhookEvent.objects.filter(event_type__startswith="payment.")
+            if received.exists() and not received.filter(status="pending").exists():
+                break
+            time.sleep(0.5)
+        events = WebhookEvent.objects.filter(event_type__startswith="payment.")
+        self.stdout.write(f"webhooks received and verified: {events.count()} "
+                          f"({events.filter(status='processed').count()} processed by the task queue)")
+
+    def show_sap_payments(self, sap_url):
+        rows = requests.get(f"{sap_url}/_sim/entities/VendorPayments", timeout=30).json()
+        rows = rows.get("value", rows) if isinstance(rows, dict) else rows
+        self.stdout.write("SAP outgoing payments (VendorPayments) now in the SAP simulator:")
+        for row in rows:
+            applied = ", ".join(f"invoice DocEntry {p['DocEntry']}: {p['SumApplied']}" for p in row.get("PaymentInvoices", []))
+            self.stdout.write(f"  DocNum {row['DocNum']} {row['CardCode']} {row['TransferSum']} ref "
+                              f"{row.get('TransferReference')} -> {applied}")
+
+    def ensure_admin(self, username, password):
+        password = password or secrets.token_urlsafe(9)
+        user, _ = get_user_model().objects.get_or_create(username=username, defaults={"email": "admin@demo.example"})
+        user.is_staff = user.is_superuser = True
+        user.set_password(password)
+        user.save()
+        return password
