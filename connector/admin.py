@@ -1,14 +1,52 @@
-"""Admin screens for tenants, connections and sync runs. Thin: the work happens in connections.py / sync."""
+"""Admin screens: tenants, connections (with a status page), invoices, payments, webhook events, sync runs.
+
+Thin: the work happens in connections.py, sync/*, audit/*. Every tenant-owned screen is scoped by
+TenantScopedAdmin (tenancy.py).
+"""
+
+from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Count
+from django.db.models.functions import TruncDate
+from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+from audit.problems import grouped_problems
+from audit.trail import timeline
 
 from .connections import ping_connection, webhook_url
-from .models import Connection, SyncRun, Tenant
+from .models import Connection, InvoiceRecord, Membership, PaymentRecord, SyncRun, Tenant, WebhookEvent
+from .status import connection_overview
+from .tenancy import TenantScopedAdmin, is_operator
 
 SECRET_FIELDS = ("sap_password", "bill_password", "bill_dev_key", "bill_webhook_security_key")
+
+
+def replay_action():
+    """The shared 'Replay the failed step' action (audit app), if installed."""
+    try:
+        from audit.admin_actions import replay_selected
+    except ImportError:
+        return []
+    return [replay_selected]
+
+
+class TimelineMixin:
+    """Shows a record's audit timeline on its page."""
+
+    @admin.display(description="timeline")
+    def timeline_display(self, obj):
+        if obj is None or obj.pk is None:
+            return "-"
+        events = list(timeline(obj).order_by("-created_at", "-id")[:200])
+        return mark_safe(render_to_string("admin/audit/timeline.html", {"events": events}))  # noqa: S308 - template escapes
 
 
 class ConnectionForm(forms.ModelForm):
@@ -20,13 +58,16 @@ class ConnectionForm(forms.ModelForm):
             "tenant", "name", "enabled", "sap_base_url", "sap_company_db", "sap_username", "sap_password",
             "sap_verify_tls", "sap_ca_bundle", "sap_payment_account", "invoice_extra_filter", "bill_base_url",
             "bill_events_base_url", "bill_username", "bill_password", "bill_organization_id", "bill_dev_key",
-            "bill_webhook_security_key", "bill_webhook_subscription_id", "schedule_minutes", "schedule_cron", "sync_from",
+            "bill_webhook_security_key", "bill_webhook_subscription_id", "cancel_sap_payment_on_void",
+            "schedule_minutes", "schedule_cron", "sync_from",
         )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         editing = self.instance.pk is not None
         for name in SECRET_FIELDS:
+            if name not in self.fields:
+                continue
             field = self.fields[name]
             self.fields[name] = forms.CharField(
                 label=field.label, required=not editing and name != "bill_webhook_security_key",
@@ -39,25 +80,43 @@ class ConnectionForm(forms.ModelForm):
         data = super().clean()
         if self.instance.pk is not None:
             for name in SECRET_FIELDS:
-                if not data.get(name):
+                if name in self.fields and not data.get(name):
                     data[name] = getattr(self.instance, name)
         return data
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(TenantScopedAdmin):
     list_display = ("slug", "name", "connection_count", "created_at")
     search_fields = ("slug", "name")
+    tenant_can_change = False
 
     @admin.display(description="connections")
     def connection_count(self, obj):
         return obj.connections.count()
 
 
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    """Who belongs to which tenant, with which role. Host operators only."""
+
+    list_display = ("user", "tenant", "role")
+    list_filter = ("role", "tenant")
+    autocomplete_fields = ("user",)
+
+    def has_module_permission(self, request):
+        return is_operator(request.user)
+
+    has_view_permission = has_change_permission = has_add_permission = has_delete_permission = (
+        lambda self, request, obj=None: is_operator(request.user))
+
+
 @admin.register(Connection)
-class ConnectionAdmin(admin.ModelAdmin):
+class ConnectionAdmin(TenantScopedAdmin):
     form = ConnectionForm
-    list_display = ("name", "tenant", "enabled", "sap_company_db", "bill_organization_id", "schedule", "last_run")
+    tenant_can_change = False  # credentials and endpoints are the host operator's business
+    list_display = ("name", "tenant", "enabled", "sap_company_db", "bill_organization_id", "schedule", "last_run",
+                    "status_link")
     list_filter = ("enabled", "tenant")
     search_fields = ("name", "tenant__slug", "sap_company_db", "bill_organization_id")
     readonly_fields = ("webhook_url_display", "created_at", "updated_at")
@@ -71,10 +130,17 @@ class ConnectionAdmin(admin.ModelAdmin):
         ("BILL", {"fields": (
             "bill_base_url", "bill_events_base_url", "bill_username", "bill_password", "bill_organization_id",
             "bill_dev_key", "bill_webhook_security_key", "bill_webhook_subscription_id", "webhook_url_display",
+            "cancel_sap_payment_on_void",
         )}),
         ("Polling", {"fields": ("schedule_minutes", "schedule_cron", "sync_from")}),
         ("Record", {"fields": ("created_at", "updated_at")}),
     )
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/status/", self.admin_site.admin_view(self.status_view), name="connector_connection_status"),
+            path("problems/", self.admin_site.admin_view(self.problems_view), name="connector_connection_problems"),
+        ] + super().get_urls()
 
     @admin.display(description="webhook URL")
     def webhook_url_display(self, obj):
@@ -91,6 +157,10 @@ class ConnectionAdmin(admin.ModelAdmin):
             return "never"
         return format_html("{} ({})", run.started_at.strftime("%Y-%m-%d %H:%M"), run.get_status_display())
 
+    @admin.display(description="status page")
+    def status_link(self, obj):
+        return format_html('<a href="{}">status</a>', reverse("admin:connector_connection_status", args=[obj.pk]))
+
     @admin.action(description="Test connection (log in to SAP and BILL)", permissions=["view"])
     def test_connection(self, request, queryset):
         results = []
@@ -100,18 +170,119 @@ class ConnectionAdmin(admin.ModelAdmin):
             for side, (ok, words) in outcome.items():
                 level = messages.SUCCESS if ok else messages.ERROR
                 self.message_user(request, f"{conn} – {side.upper()}: {'ok' if ok else 'failed'}: {words}", level)
-        return TemplateResponse(
-            request, "admin/connector/test_connection.html",
-            {**self.admin_site.each_context(request), "results": results, "title": "Test connection",
-             "opts": self.model._meta},
-        )
+        return TemplateResponse(request, "admin/connector/test_connection.html", {
+            **self.admin_site.each_context(request), "results": results, "title": "Test connection",
+            "opts": self.model._meta})
+
+    def status_view(self, request, pk):
+        conn = get_object_or_404(self.get_queryset(request), pk=pk)  # another tenant's id: 404
+        overview = connection_overview(conn)
+        from django_q.models import Schedule
+
+        schedule = Schedule.objects.filter(name=f"sync:{conn.pk}").first()
+        since = timezone.now() - timedelta(days=30)
+        per_day = {}
+        for model, field, label in ((InvoiceRecord, "synced_at", "bills"), (PaymentRecord, "updated_at", "payments")):
+            qs = model.objects.filter(connection=conn, **{f"{field}__gte": since})
+            if model is PaymentRecord:
+                qs = qs.filter(status="posted")
+            for row in qs.annotate(day=TruncDate(field)).values("day").annotate(n=Count("pk")):
+                per_day.setdefault(row["day"], {"bills": 0, "payments": 0})[label] = row["n"]
+        days = [timezone.localdate() - timedelta(days=n) for n in range(29, -1, -1)]
+        chart = [{"day": d, **per_day.get(d, {"bills": 0, "payments": 0})} for d in days]
+        peak = max([c["bills"] + c["payments"] for c in chart] + [1])
+        for n, bar in enumerate(chart):  # SVG geometry: 100 px for the busiest day, baseline at y=120
+            bar["x"] = n * 20
+            bar["hb"] = round(bar["bills"] * 100 / peak, 1)
+            bar["hp"] = round(bar["payments"] * 100 / peak, 1)
+            bar["yb"] = 120 - bar["hb"]
+            bar["yp"] = bar["yb"] - bar["hp"]
+            bar["label"] = n % 5 == 0
+        from audit.models import AuditEvent
+
+        activity = AuditEvent.objects.filter(connection=conn, kind__in=["outcome", "change"]).order_by("-created_at")[:25]
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": f"Status of {conn}",
+            "conn": conn, "overview": overview, "runs": conn.sync_runs.all()[:10], "schedule": schedule,
+            "problems": grouped_problems([conn])[:30], "chart": chart, "peak": peak, "activity": activity,
+        }
+        return TemplateResponse(request, "admin/connector/status.html", context)
+
+    def problems_view(self, request):
+        connections = list(self.get_queryset(request))
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": "Open problems",
+                   "problems": grouped_problems(connections)}
+        return TemplateResponse(request, "admin/connector/problems.html", context)
+
+
+class RecordAdmin(TimelineMixin, TenantScopedAdmin):
+    """Shared shape of synced-record admins: read-only data, a timeline, replay."""
+
+    tenant_can_change = True  # editors may replay; fields themselves are read-only
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        for func in replay_action():
+            if self.has_change_permission(request):
+                actions[func.__name__] = (func, func.__name__, func.short_description)
+        return actions
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields] + ["timeline_display"]
+
+
+@admin.register(InvoiceRecord)
+class InvoiceRecordAdmin(RecordAdmin):
+    list_display = ("doc_num", "card_code", "card_name", "invoice_number", "doc_total", "status", "bill_link",
+                    "short_error", "updated_at")
+    list_filter = ("status", "next_step", "sap_state", "connection", "updated_at")
+    search_fields = ("doc_num", "card_code", "card_name", "invoice_number", "bill_id", "last_error")
+    date_hierarchy = "updated_at"
+    fieldsets = (
+        (None, {"fields": ("connection", "status", "next_step", "last_error", "attempts")}),
+        ("SAP invoice", {"fields": ("doc_entry", "doc_num", "card_code", "card_name", "invoice_number", "doc_date",
+                                    "due_date", "currency", "doc_total", "sap_state", "sap_updated")}),
+        ("BILL bill", {"fields": ("bill_id", "bill_payment_status", "synced_at", "coded")}),
+        ("History", {"fields": ("timeline_display",)}),
+        ("Raw", {"classes": ["collapse"], "fields": ("document", "coded_hash", "synced_hash", "create_attempted_at")}),
+    )
+
+    @admin.display(description="BILL bill", ordering="bill_id")
+    def bill_link(self, obj):
+        return obj.bill_id or "-"
+
+    @admin.display(description="what to do")
+    def short_error(self, obj):
+        return (obj.last_error[:120] + "…") if len(obj.last_error) > 120 else obj.last_error
+
+
+@admin.register(PaymentRecord)
+class PaymentRecordAdmin(RecordAdmin):
+    list_display = ("bill_payment_id", "card_code", "amount", "process_date", "bill_status", "status", "sap_doc_num",
+                    "last_error", "updated_at")
+    list_filter = ("status", "connection", "updated_at")
+    search_fields = ("bill_payment_id", "card_code", "sap_doc_num", "last_error")
+    fieldsets = (
+        (None, {"fields": ("connection", "status", "last_error", "attempts")}),
+        ("BILL payment", {"fields": ("bill_payment_id", "vendor_id", "amount", "process_date", "bill_status",
+                                     "allocations")}),
+        ("SAP outgoing payment", {"fields": ("card_code", "sap_doc_entry", "sap_doc_num", "post_attempted_at")}),
+        ("History", {"fields": ("timeline_display",)}),
+    )
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(RecordAdmin):
+    list_display = ("event_type", "entity_id", "event_id", "received_at", "status", "signed_with", "last_error")
+    list_filter = ("status", "event_type", "connection")
+    search_fields = ("event_id", "entity_id")
 
 
 @admin.register(SyncRun)
-class SyncRunAdmin(admin.ModelAdmin):
+class SyncRunAdmin(TenantScopedAdmin):
     list_display = ("connection", "steps", "trigger", "dry_run", "started_at", "finished_at", "status")
     list_filter = ("status", "trigger", "connection")
-    readonly_fields = [f.name for f in SyncRun._meta.fields]
+    tenant_can_change = False
 
-    def has_add_permission(self, request):
-        return False
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in SyncRun._meta.fields]

@@ -364,3 +364,18 @@ class PaymentRecord(models.Model):
 
     def __str__(self):
         return f"BILL payment {self.bill_payment_id}"
+
+
+class Membership(models.Model):
+    """A staff user's tenant and role. Users without one see no tenant data; superusers (host operators) see all."""
+
+    class Role(models.TextChoices):
+        VIEWER = "viewer", "viewer (read only)"
+        EDITOR = "editor", "accounting editor"
+
+    user = models.OneToOneField("auth.User", on_delete=models.CASCADE, related_name="membership")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.VIEWER)
+
+    def __str__(self):
+        return f"{self.user} @ {self.tenant} ({self.role})"
