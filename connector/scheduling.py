@@ -40,11 +40,16 @@ def sync_schedule(conn):
 
 
 def ensure_sweep():
+    """The deployment-wide periodic jobs: the pending-work sweep and audit pruning."""
     from django_q.models import Schedule
 
     Schedule.objects.get_or_create(
         name=SWEEP_NAME, defaults={"func": "connector.tasks.sweep", "schedule_type": Schedule.MINUTES, "minutes": 5,
                                    "repeats": -1},
+    )
+    Schedule.objects.get_or_create(
+        name="ml-connector:prune-audit", defaults={"func": "audit.retention.prune_exchanges",
+                                                   "schedule_type": Schedule.DAILY, "repeats": -1},
     )
 
 

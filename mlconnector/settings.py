@@ -140,6 +140,9 @@ LOGIN_URL = "/admin/login/"
 WEBHOOK_MAX_BODY = 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY + 1024
 
+# Audit: API exchanges (with their bodies) older than this are pruned daily; outcomes are kept.
+AUDIT_EXCHANGE_RETENTION_DAYS = env.int("AUDIT_EXCHANGE_RETENTION_DAYS", default=90)
+
 # BILL request limiter: concurrent requests per organization across the deployment.
 BILL_MAX_IN_FLIGHT = env.int("BILL_MAX_IN_FLIGHT", default=3)
 
