@@ -96,6 +96,24 @@ class TenantScopedAdmin(admin.ModelAdmin):
             return True
         return self.tenant_can_delete and is_editor(request) and self._owns(request, obj)
 
+    def _require_visible(self, request, object_id):
+        from django.contrib.admin.utils import unquote
+
+        if object_id is not None and self.get_object(request, unquote(object_id)) is None:
+            raise Http404(f"No {self.model._meta.verbose_name} with id {object_id}")
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        self._require_visible(request, object_id)
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        self._require_visible(request, object_id)  # 404 before the permission check: another tenant's id is no id
+        return super().delete_view(request, object_id, extra_context)
+
+    def history_view(self, request, object_id, extra_context=None):
+        self._require_visible(request, object_id)
+        return super().history_view(request, object_id, extra_context)
+
     def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
         # Django redirects to the index with "doesn't exist"; another tenant's id must look like no id at all.
         raise Http404(f"No {opts.verbose_name} with id {object_id}")

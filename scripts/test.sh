@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
+bash scripts/install-chromium.sh
 .venv/bin/ruff check .
 DEBUG=0 .venv/bin/python -m pytest -n 2 -q "$@"

@@ -1,5 +1,7 @@
 """Shared fixtures: simulators of SAP and BILL on loopback, and a connection pointing at them."""
 
+import os
+
 import pytest
 
 from connector.sandbox import catalog
@@ -64,3 +66,19 @@ def conn(db, sap_sim, bill_sim):
 
     connection, _ = apply_connection(connection_file(sap_sim.url, bill_sim.url))
     return connection
+
+
+# --- real-browser tests (Playwright driving Debian's Chromium; never downloads a browser) ---------------------
+CHROMIUM = "/usr/bin/chromium"
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian chromium is not installed (scripts/install-chromium.sh)")
+    return {
+        **browser_type_launch_args, "executable_path": CHROMIUM, "headless": True,
+        "args": ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"],
+    }
