@@ -50,3 +50,48 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"{self.record_type}:{self.record_id} {self.kind} {self.message[:60]}"
+
+
+class ReplayJob(models.Model):
+    """A replay of the failed step of some records of one connection, run by the task queue.
+
+    `done` moves as the records are handled, so a person sees the progress in the admin; each record's own
+    outcome goes on its timeline (AuditEvent), the counts and the records still failing stay here.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    connection = models.ForeignKey("connector.Connection", on_delete=models.CASCADE, related_name="replay_jobs")
+    record_type = models.CharField(
+        max_length=40, help_text="Model of the records: invoicerecord, paymentrecord, vendorlink or webhookevent."
+    )
+    record_ids = models.JSONField(default=list, blank=True)
+    requested_by = models.CharField(max_length=150, blank=True, help_text="User name of whoever asked for it.")
+    trigger = models.CharField(max_length=20, choices=AuditEvent.Trigger.choices, default=AuditEvent.Trigger.REPLAY)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0, help_text="Replayed but still failing.")
+    nothing_to_do = models.PositiveIntegerField(default=0, help_text="Nothing to replay (e.g. already synced).")
+    message = models.TextField(blank=True)
+    results = models.JSONField(
+        default=list, blank=True, help_text="Records replayed without success, and why (the first 500)."
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"replay #{self.pk} of {self.total} {self.record_type} ({self.get_status_display()})"
+
+    @property
+    def progress(self):
+        return f"{self.done}/{self.total}"

@@ -120,7 +120,7 @@ class ConnectionAdmin(TenantScopedAdmin):
     list_filter = ("enabled", "tenant")
     search_fields = ("name", "tenant__slug", "sap_company_db", "bill_organization_id")
     readonly_fields = ("webhook_url_display", "created_at", "updated_at")
-    actions = ["test_connection"]
+    actions = ["test_connection", "sync_now", "refresh_reference"]
     fieldsets = (
         (None, {"fields": ("tenant", "name", "enabled")}),
         ("SAP Business One", {"fields": (
@@ -173,6 +173,33 @@ class ConnectionAdmin(TenantScopedAdmin):
         return TemplateResponse(request, "admin/connector/test_connection.html", {
             **self.admin_site.each_context(request), "results": results, "title": "Test connection",
             "opts": self.model._meta})
+
+    def _run(self, request, queryset, steps, label):
+        from connector.sync.runner import AlreadyRunning, run_sync
+
+        for conn in queryset:
+            try:
+                run = run_sync(conn, steps, trigger="person", actor=request.user.get_username())
+            except AlreadyRunning as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+                continue
+            level = messages.ERROR if run.status == SyncRun.Status.FAILED else messages.SUCCESS
+            detail = run.error.splitlines()[-1] if run.error else run.summary
+            self.message_user(request, f"{conn}: {label} {run.get_status_display()}: {detail}", level)
+
+    @admin.action(description="Sync now (all steps)", permissions=["sync"])
+    def sync_now(self, request, queryset):
+        self._run(request, queryset, ["reference", "vendors", "bills", "payments"], "sync")
+
+    @admin.action(description="Refresh reference data (accounts, cost centers, departments)", permissions=["sync"])
+    def refresh_reference(self, request, queryset):
+        self._run(request, queryset, ["reference"], "reference refresh")
+
+    def has_sync_permission(self, request):
+        """Editors may start a sync of their own tenant's connections; viewers may not."""
+        from .tenancy import is_editor
+
+        return is_operator(request.user) or is_editor(request)
 
     def status_view(self, request, pk):
         conn = get_object_or_404(self.get_queryset(request), pk=pk)  # another tenant's id: 404

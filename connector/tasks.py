@@ -58,4 +58,7 @@ def sweep():
             done += 1
         except Exception:  # noqa: BLE001 - one bad event must not stop the sweep; it stays pending
             log.exception("sweep: webhook event %s failed", pk)
-    return f"processed {done} pending webhook events"
+    from audit.replay import sweep_jobs
+
+    requeued = sweep_jobs()
+    return f"processed {done} pending webhook events; re-queued replay jobs: {requeued}"

@@ -45,16 +45,21 @@ def export_csv(connection, fh):
     return len(rows)
 
 
+def check_header(fieldnames):
+    """Return the stripped column names; raise MappingImportError (row 1) when a required column is missing."""
+    header = [(h or "").strip() for h in (fieldnames or [])]
+    missing = [h for h in HEADER if h not in header]
+    if missing:
+        raise MappingImportError([f"row 1: header must start with kind,sap_code,bill_id (missing {', '.join(missing)})"])
+    return header
+
+
 def read_rows(text):
     """Parse CSV text into (row_number, dict) pairs; raise MappingImportError for a wrong header."""
     if text.startswith("\ufeff"):
         text = text[1:]  # Excel's byte-order mark
     reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    missing = [h for h in HEADER if h not in header]
-    if missing:
-        raise MappingImportError([f"row 1: header must start with kind,sap_code,bill_id (missing {', '.join(missing)})"])
-    reader.fieldnames = header
+    reader.fieldnames = check_header(reader.fieldnames)
     return [(n, {k: (v or "").strip() for k, v in row.items() if k}) for n, row in enumerate(reader, start=2)]
 
 

@@ -42,15 +42,19 @@ def fetch_sap_reference(sap):
             "name": row.get("CenterName") or "", "dimension": int(row.get("InWhichDimension") or 1),
             "active": row.get("Active", "tYES") != "tNO", "is_rule": False,
         }
-    for row in sap.iterate("DistributionRules",
-                           select=["FactorCode", "FactorDescription", "InWhichDimension", "Direct", "Active"],
-                           orderby="FactorCode"):
-        if row.get("Direct") == "tYES" and row["FactorCode"] in centers:
-            continue  # the automatic rule of a cost centre: same code, same meaning
-        centers[row["FactorCode"]] = {
-            "name": row.get("FactorDescription") or "", "dimension": int(row.get("InWhichDimension") or 1),
-            "active": row.get("Active", "tYES") != "tNO", "is_rule": row.get("Direct") != "tYES",
-        }
+    try:
+        for row in sap.iterate("DistributionRules",
+                               select=["FactorCode", "FactorDescription", "InWhichDimension", "Direct", "Active"],
+                               orderby="FactorCode"):
+            if row.get("Direct") == "tYES" and row["FactorCode"] in centers:
+                continue  # the automatic rule of a cost centre: same code, same meaning
+            centers[row["FactorCode"]] = {
+                "name": row.get("FactorDescription") or "", "dimension": int(row.get("InWhichDimension") or 1),
+                "active": row.get("Active", "tYES") != "tNO", "is_rule": row.get("Direct") != "tYES",
+            }
+    except SapError as exc:
+        if exc.status not in (400, 404):
+            raise  # without distribution rules, lines carry cost-centre codes only: nothing else to map
     taxes = {}
     try:
         for row in sap.iterate("VatGroups", select=["Code", "Name", "TaxAccount", "Inactive", "VatGroups_Lines"]):

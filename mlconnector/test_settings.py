@@ -14,7 +14,8 @@ LIMITER_REFUSE_IN_TRANSACTION = False
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     # A file, not :memory:, so that helper processes started by a test (limiter, workers) see the same data.
-    DATABASES["default"]["TEST"]["NAME"] = str(VAR_DIR / "test-db.sqlite3")  # noqa: F405
+    # One file per test process: concurrent runs in one checkout must not share (and corrupt) it.
+    DATABASES["default"]["TEST"]["NAME"] = str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")  # noqa: F405
 if os.environ.get("ML_TEST_DB_NAME"):
     # Set by tests for the helper processes they start: use the test database, not the real one.
     DATABASES["default"]["NAME"] = os.environ["ML_TEST_DB_NAME"]  # noqa: F405

@@ -59,9 +59,15 @@ def run_sync(connection, steps=STEPS, *, trigger="cli", actor="", dry_run=False,
 
 
 def step_reference(connection, sap, bill, *, dry_run, out, run):
+    from mappings.models import ReferenceRefresh
     from mappings.reference import fetch_bill_reference, fetch_sap_reference, store_reference
 
-    sap_data, bill_data = fetch_sap_reference(sap), fetch_bill_reference(bill)
+    try:
+        sap_data, bill_data = fetch_sap_reference(sap), fetch_bill_reference(bill)
+    except RemoteError as exc:
+        if not dry_run:
+            ReferenceRefresh.objects.update_or_create(connection=connection, defaults={"error": str(exc)[:2000]})
+        raise
     if dry_run:
         return {k: len(v) for k, v in {**{f"sap_{k}": v for k, v in sap_data.items()},
                                        **{f"bill_{k}": v for k, v in bill_data.items()}}.items()}

@@ -238,9 +238,14 @@ class VendorAligner:
                 continue
             if link.status == Status.CREATING:
                 self._resolve_lost_create(link)
-            if link.status == Status.LINKED and link.bill_vendor_id:
+            if link.bill_vendor_id:
+                # Linked before, even if since then invalid in SAP or a failed update: keep that vendor, never re-match
+                # (a re-match by a changed name would create a second vendor for the same supplier).
                 if link.synced_fingerprint != link.sap_fingerprint:
                     to_update.append(link)
+                elif link.status != Status.LINKED:
+                    self.summary["unchanged"] += 1
+                    self._set(link, Status.LINKED, "")
                 else:
                     self.summary["unchanged"] += 1
                     self._save(link)
@@ -259,13 +264,18 @@ class VendorAligner:
         return self.summary
 
     # --- steps for one link ------------------------------------------------------------------------------
-    def _match_or_queue(self, link, to_create, to_update):
+    @property
+    def taken(self):
+        """BILL vendor ids already linked to a supplier of this connection (including links made in this run)."""
         if self._taken is None:
             self._taken = set(VendorLink.objects.filter(connection=self.connection).exclude(bill_vendor_id="")
                               .values_list("bill_vendor_id", flat=True))
-        outcome, found, reason = self.index.match(link.sap_data, self._taken - {link.bill_vendor_id})
+        return self._taken
+
+    def _match_or_queue(self, link, to_create, to_update):
+        outcome, found, reason = self.index.match(link.sap_data, self.taken - {link.bill_vendor_id})
         if outcome == "match":
-            self._taken.add(found["id"])
+            self.taken.add(found["id"])
             self.planned.append(f"link SAP {link.card_code} {link.card_name!r} to BILL vendor {found['id']} ({reason})")
             link.bill_vendor_id, link.bill_vendor_name, link.match_reason = found["id"], found.get("name", ""), reason
             link.synced_fingerprint = fingerprint_of_bill(found, link.sap_data)
@@ -286,10 +296,17 @@ class VendorAligner:
         since = (link.create_attempted_at or timezone.now()) - timedelta(minutes=10)
         found = [
             v for v in self.bill.iterate("/v3/vendors", filters=[f"name:eq:{json.dumps(link.sap_data['name'])}"])
-            if not v.get("archived") and parse_time(v.get("createdTime")) >= since
+            if not v.get("archived") and parse_time(v.get("createdTime")) >= since and v["id"] not in self.taken
         ]
         if len(found) >= 1:
-            vendor = sorted(found, key=lambda v: v.get("createdTime") or "")[0]
+            # Several suppliers of one name in one lost bulk: each adopts its own (same tax id / e-mail first).
+            tax, email = norm_tax_id(link.sap_data.get("taxId")), norm_email(link.sap_data.get("email"))
+            vendor = sorted(found, key=lambda v: (
+                not (tax and norm_tax_id((v.get("additionalInfo") or {}).get("taxId")) == tax),
+                not (email and norm_email(v.get("email")) == email),
+                v.get("createdTime") or "",
+            ))[0]
+            self.taken.add(vendor["id"])
             link.bill_vendor_id, link.bill_vendor_name = vendor["id"], vendor.get("name", "")
             link.match_reason = "found after a create whose answer was lost"
             link.synced_fingerprint = link.sap_fingerprint
@@ -346,6 +363,7 @@ class VendorAligner:
             if vendor is None:
                 self._resolve_lost_create(link)
                 continue
+            self.taken.add(vendor["id"])
             link.bill_vendor_id, link.bill_vendor_name = vendor["id"], vendor.get("name", "")
             link.match_reason = "created by ml-connector"
             link.synced_fingerprint = link.sap_fingerprint
