@@ -307,7 +307,7 @@ class WebhookEventAdmin(RecordAdmin):
 
 @admin.register(SyncRun)
 class SyncRunAdmin(TenantScopedAdmin):
-    list_display = ("connection", "steps", "trigger", "dry_run", "started_at", "finished_at", "status")
+    list_display = ("connection", "steps", "trigger", "dry_run", "started_at", "finished_at", "status", "summary_text")
     list_filter = ("status", "trigger", "connection")
     tenant_can_change = False
 

@@ -76,8 +76,11 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         }
     )
     DATABASES["default"].setdefault("TEST", {})
-    if env("TEST_SQLITE_FILE", default=""):
-        DATABASES["default"]["TEST"]["NAME"] = env("TEST_SQLITE_FILE")
+else:
+    # A server database: keep connections open between requests (a new PostgreSQL backend per request costs
+    # more than the webhook view itself), and check them before reuse.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis (optional): cache, limiter, django-q2 broker ---------------------------------------------------
@@ -153,6 +156,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "connector": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-        "django_q": {"handlers": ["console"], "level": "WARNING"},
+        "django-q": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }
