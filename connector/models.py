@@ -302,6 +302,7 @@ class InvoiceRecord(models.Model):
     class Meta:
         ordering = ["-updated_at"]
         constraints = [models.UniqueConstraint(fields=["connection", "doc_entry"], name="uniq_invoice_record")]
+        indexes = [models.Index(fields=["connection", "status"], name="invoice_conn_status")]
         verbose_name = "invoice"
 
     def __str__(self):

@@ -6,6 +6,11 @@ Two phases, so that nothing read is ever lost:
 2. process: every record that still needs something in BILL (new, held, failed, edited, cancelled) is coded
    and sent. Before creating, BILL is searched for a bill we made earlier (our marker in the description),
    so a lost answer, a killed worker, an overlapping run or a replay never makes a second bill.
+
+Sending is guarded by a claim in our ledger (status `creating`, set with a compare-and-set UPDATE before the
+request): two runs never send the same invoice at once, and an invoice whose create was attempted before is
+looked up in BILL again after it is claimed and before it is sent. What happened to each record is written
+in bulk after each BILL request (outcome fields only, never the SAP document another run may have just read).
 """
 
 import hashlib
@@ -13,7 +18,8 @@ import json
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connections, router, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from audit import trail
@@ -21,7 +27,7 @@ from audit.models import AuditEvent
 from connector.clients.errors import BillError, BillNotFound, RemoteError, ResponseLost
 from connector.models import InvoiceRecord, SyncCursor
 
-from .coding import MappingBook, code_invoice, description, invoice_number, marker, money
+from .coding import MappingBook, bill_total, code_invoice, description, invoice_number, marker, money
 from .vendors import VendorAligner
 
 Status = InvoiceRecord.Status
@@ -31,6 +37,10 @@ OVERLAP = timedelta(minutes=2)  # SAP time filters are minute-granular: re-read 
 BULK_LIMIT = 100  # BILL: at most 100 bills per bulk create
 CHUNK = 100
 MAX_AUTO_ATTEMPTS = 5  # failed records are retried by each run up to this; replay resets it
+CLAIM_TTL = timedelta(minutes=10)  # a `creating` claim older than this belongs to a run that died
+# What the process phase writes back: never the SAP document fields, which a concurrent read may have updated.
+OUTCOME_FIELDS = ["status", "next_step", "last_error", "bill_id", "bill_payment_status", "coded", "coded_hash",
+                  "synced_hash", "synced_at", "attempts", "create_attempted_at", "updated_at"]
 INVOICE_SELECT = [
     "DocEntry", "DocNum", "DocType", "CardCode", "CardName", "NumAtCard", "DocDate", "DocDueDate", "TaxDate",
     "DocTotal", "VatSum", "DocCurrency", "PaidToDate", "DocumentStatus", "Cancelled", "CancelStatus", "Comments",
@@ -40,6 +50,9 @@ INVOICE_SELECT = [
 LINE_FIELDS = ["LineNum", "ItemDescription", "AccountCode", "LineTotal", "TaxCode", "VatGroup", "TaxTotal",
                "CostingCode", "CostingCode2", "CostingCode3", "CostingCode4", "CostingCode5"]
 EDITABLE_PAYMENT_STATUSES = {"UNPAID", "UNDEFINED", ""}
+# What the read phase writes on a known invoice.
+READ_FIELDS = ["doc_num", "card_code", "card_name", "invoice_number", "doc_date", "due_date", "currency", "doc_total",
+               "sap_updated", "sap_state", "document", "status", "next_step", "last_error", "attempts", "updated_at"]
 
 
 def stamp_of(doc):
@@ -82,6 +95,25 @@ def slim(doc):
     return kept
 
 
+def update_rows(records, field_names):
+    """Write these fields of these records: one prepared UPDATE executed for every record.
+
+    Django's bulk_update builds a CASE expression per field and record, which costs more CPU than the whole
+    rest of the bills step; this is the same write, with each value prepared by its own model field.
+    """
+    if not records:
+        return
+    meta = InvoiceRecord._meta
+    db = connections[router.db_for_write(InvoiceRecord)]
+    fields = [meta.get_field(name) for name in field_names]
+    quote = db.ops.quote_name
+    sql = (f"UPDATE {quote(meta.db_table)} SET {', '.join(f'{quote(f.column)} = %s' for f in fields)} "
+           f"WHERE {quote(meta.pk.column)} = %s")
+    params = [[f.get_db_prep_save(getattr(r, f.attname), connection=db) for f in fields] + [r.pk] for r in records]
+    with db.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
 def body_hash(body):
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
@@ -104,9 +136,12 @@ class BillSync:
         self.out = out or (lambda line: None)
         self.run = run
         self.summary = {k: 0 for k in ("read", "created", "adopted", "updated", "archived", "held", "failed",
-                                       "flagged", "skipped", "unchanged")}
+                                       "flagged", "skipped", "unchanged", "busy")}
         self.index = BillIndex(bill, connection)
         self._dry_records = {}
+        self._dirty = {}  # pk -> record whose outcome is not written yet
+        self._events = []  # audit events not written yet
+        self._vendors_tried = set()  # suppliers aligned (or tried) by this run
 
     # --- phase 1: read ------------------------------------------------------------------------------------
     def read_changes(self):
@@ -132,33 +167,50 @@ class BillSync:
         return self.sap.get(f"PurchaseInvoices({int(doc['DocEntry'])})")
 
     def _record_page(self, docs, page_stamp):
-        existing = {
-            r.doc_entry: r for r in InvoiceRecord.objects.filter(
-                connection=self.connection, doc_entry__in=[int(d["DocEntry"]) for d in docs])
-        }
-        new, changed = [], []
-        for doc in docs:
-            record = existing.get(int(doc["DocEntry"]))
-            if record is None:
-                record = InvoiceRecord(connection=self.connection, doc_entry=int(doc["DocEntry"]))
-                if self._absorb(record, doc, is_new=True):
-                    new.append(record)
-            elif self._absorb(record, doc, is_new=False):
-                changed.append(record)
+        """Record one page of invoices and move the cursor past it, in one transaction.
+
+        The ledger rows are read inside the transaction (locked where the database can), so an overlapping
+        run reading the same page waits instead of inserting the same invoices twice or overwriting what the
+        other one just decided; the cursor only ever moves forward.
+        """
         if self.dry_run:
+            existing = {r.doc_entry: r for r in InvoiceRecord.objects.filter(
+                connection=self.connection, doc_entry__in=[int(d["DocEntry"]) for d in docs])}
+            new, changed = self._absorb_page(docs, existing)
             for record in new + changed:
                 self._dry_records[record.doc_entry] = record
             return
         with transaction.atomic():
-            InvoiceRecord.objects.bulk_create(new, batch_size=500)
-            if changed:
-                InvoiceRecord.objects.bulk_update(changed, [
-                    "doc_num", "card_code", "card_name", "invoice_number", "doc_date", "due_date", "currency",
-                    "doc_total", "sap_updated", "sap_state", "document", "status", "next_step", "last_error", "attempts",
-                ], batch_size=500)
-            SyncCursor.objects.update_or_create(
-                connection=self.connection, stream=STREAM, defaults={"value": {"stamp": page_stamp}}
-            )
+            existing = {
+                r.doc_entry: r for r in InvoiceRecord.objects.select_for_update().filter(
+                    connection=self.connection, doc_entry__in=[int(d["DocEntry"]) for d in docs]).order_by("pk")
+            }  # locked in pk order, like _flush: two runs never wait on each other in a circle
+            new, changed = self._absorb_page(docs, existing)
+            # ignore_conflicts: a concurrent run (on a database without a page lock) may have inserted some first
+            InvoiceRecord.objects.bulk_create(new, batch_size=500, ignore_conflicts=True)
+            update_rows(changed, READ_FIELDS)
+            cursor, _ = SyncCursor.objects.select_for_update().get_or_create(
+                connection=self.connection, stream=STREAM, defaults={"value": {}})
+            if (cursor.value or {}).get("stamp", "") < page_stamp:
+                cursor.value = {"stamp": page_stamp}
+                cursor.save()
+
+    def _absorb_page(self, docs, existing):
+        new, changed = [], []
+        seen = {}
+        for doc in docs:
+            seen[int(doc["DocEntry"])] = doc  # de-duplicate within the page: the last version wins
+        now = timezone.now()
+        for doc_entry, doc in seen.items():
+            record = existing.get(doc_entry)
+            if record is None:
+                record = InvoiceRecord(connection=self.connection, doc_entry=doc_entry)
+                if self._absorb(record, doc, is_new=True):
+                    new.append(record)
+            elif self._absorb(record, doc, is_new=False):
+                record.updated_at = now
+                changed.append(record)
+        return new, changed
 
     def _absorb(self, record, doc, is_new):
         """Take the SAP document into the record and decide what BILL needs. False when nothing changed."""
@@ -166,6 +218,8 @@ class BillSync:
         kept = slim(doc)
         if not is_new and record.sap_updated == stamp and record.document == kept:
             return False  # the overlap re-read it
+        if not is_new and record.sap_updated > stamp:
+            return False  # an older version than the one we have (an overlapping run read it earlier)
         state = sap_state(doc)
         record.doc_num = str(doc.get("DocNum") or "")
         record.card_code = doc.get("CardCode") or ""
@@ -179,14 +233,14 @@ class BillSync:
         record.sap_state = state
         record.document = kept
         if state == "cancelled":
-            if record.bill_id:
-                self._plan(record, Step.ARCHIVE)
+            if record.bill_id or (record.create_attempted_at and record.status in (Status.CREATING, Status.FAILED)):
+                self._plan(record, Step.ARCHIVE)  # without bill_id: a create may have happened; look it up first
             elif record.status not in (Status.SYNCED, Status.ARCHIVED):
                 record.status, record.next_step = Status.SKIPPED, Step.NONE
                 record.last_error = "cancelled in SAP before a bill was created"
         elif state == "closed":
             # Closed because it was paid (possibly by our own payment sync): the bill stays as it is.
-            if not record.bill_id and record.status in (Status.PENDING, Status.HELD, Status.FAILED) or is_new:
+            if is_new or (not record.bill_id and record.status in (Status.PENDING, Status.HELD, Status.FAILED)):
                 record.status, record.next_step = Status.SKIPPED, Step.NONE
                 record.last_error = "closed in SAP (paid or closed there) before a bill was created"
         else:
@@ -196,6 +250,8 @@ class BillSync:
     @staticmethod
     def _plan(record, step):
         record.next_step = step
+        if record.status == Status.CREATING:
+            return  # a run is sending it right now (or died doing so): its claim stays; it sees the new step
         if record.status != Status.FLAGGED:
             record.status = Status.PENDING
             record.last_error = ""
@@ -210,6 +266,7 @@ class BillSync:
             merged = {r.doc_entry: r for r in db}
             merged.update(self._dry_records)
             records = [r for r in merged.values() if r.status in (Status.PENDING, Status.HELD, Status.CREATING, Status.FAILED)]
+            records.sort(key=lambda r: r.doc_entry)
             for start in range(0, len(records), CHUNK):
                 yield records[start:start + CHUNK]
             return
@@ -217,8 +274,8 @@ class BillSync:
         if only_ids is not None:
             qs = qs.filter(pk__in=only_ids)
         else:
-            qs = qs.filter(status__in=[Status.PENDING, Status.HELD, Status.CREATING]) | qs.filter(
-                status=Status.FAILED, attempts__lt=MAX_AUTO_ATTEMPTS)
+            qs = qs.filter(Q(status__in=[Status.PENDING, Status.HELD, Status.CREATING])
+                           | Q(status=Status.FAILED, attempts__lt=MAX_AUTO_ATTEMPTS))
         last = 0
         while True:
             chunk = list(qs.filter(pk__gt=last).order_by("pk")[:CHUNK])
@@ -234,6 +291,9 @@ class BillSync:
             self._ensure_vendors(chunk, book)
             creates, updates, archives = [], [], []
             for record in chunk:
+                if record.next_step == Step.NONE and record.status in (Status.SYNCED, Status.ARCHIVED, Status.SKIPPED):
+                    self.summary["unchanged"] += 1  # a replay of a record that needs nothing in BILL
+                    continue
                 if record.next_step == Step.ARCHIVE:
                     archives.append(record)
                     continue
@@ -247,24 +307,46 @@ class BillSync:
             for record in updates:
                 self._update(record)
             for record in archives:
-                self._archive(record)
+                self._archive(record, book)
+            self._flush()
             done += len(chunk)
             self.out(f"  processed {done} invoices")
         return self.summary
 
     def _ensure_vendors(self, chunk, book):
-        """Align suppliers that have no usable vendor link yet (the invoice then codes on this same run)."""
-        missing = sorted({r.card_code for r in chunk if r.card_code not in book.vendors
-                          or book.vendors[r.card_code][1] in ("pending", "failed", "creating")})
+        """Align suppliers that have no usable vendor link yet (the invoice then codes on this same run).
+
+        Each supplier is tried once per run: a supplier that cannot be aligned holds its invoices, it does not
+        cost a vendor look-up per chunk. A supplier a person sent back with "create a new BILL vendor" counts
+        as not aligned yet.
+        """
+        from mappings.models import VendorLink
+
+        codes = {r.card_code for r in chunk} - self._vendors_tried
+        if not codes:
+            return
+        missing = {c for c in codes if c not in book.vendors or book.vendors[c][1] in ("pending", "failed", "creating")}
+        review = {c for c in codes if c in book.vendors and book.vendors[c][1] == "review"}
+        if review:
+            missing |= set(VendorLink.objects.filter(connection=self.connection, card_code__in=review,
+                                                     status="review", create_new=True).values_list("card_code", flat=True))
+        self._vendors_tried |= codes
         if not missing:
             return
+        missing = sorted(missing)
         aligner = VendorAligner(self.connection, self.sap, self.bill, dry_run=self.dry_run)
-        aligner.run(card_codes=missing)
+        try:
+            aligner.run(card_codes=missing)
+        except RemoteError as exc:
+            # Their invoices are held (naming the supplier) and go through on a later run; the rest go on.
+            self.out(f"  could not align suppliers {', '.join(missing)}: {exc}")
+            return
         if self.dry_run:
             for line in aligner.planned:
                 self.out(f"  would {line}")
             for code in missing:
-                book.vendors.setdefault(code, ("(new vendor)", "linked", ""))
+                if any(f"SAP {code} " in line for line in aligner.planned):
+                    book.vendors[code] = ("(new vendor)", "linked", "")
             return
         fresh = MappingBook.load(self.connection)
         book.vendors.update(fresh.vendors)
@@ -283,9 +365,7 @@ class BillSync:
                 continue
             foreign = self.index.foreign(record.coded["vendorId"], record.coded["invoice"]["invoiceNumber"])
             if foreign:
-                self._flag(record, f"BILL already has bill {foreign['id']} with invoice number "
-                                   f"{record.coded['invoice']['invoiceNumber']} for this vendor, not made by ml-connector "
-                                   "(entered by hand?). Archive the duplicate in BILL, then replay this invoice.")
+                self._flag(record, self._foreign_words(record, foreign))
                 continue
             to_send.append(record)
         if self.dry_run:
@@ -297,27 +377,75 @@ class BillSync:
             self._send_batch(to_send[start:start + BULK_LIMIT])
 
     @staticmethod
+    def _foreign_words(record, foreign):
+        return (f"BILL already has bill {foreign['id']} with invoice number {record.coded['invoice']['invoiceNumber']} "
+                "for this vendor, not made by ml-connector (entered by hand?). Archive the duplicate in BILL, then "
+                "replay this invoice.")
+
+    @staticmethod
     def _since(records):
         created = [_date(r.document.get("CreationDate")) or _date(r.document.get("DocDate")) for r in records]
         created = [d for d in created if d]
         return (min(created) if created else timezone.localdate()) - timedelta(days=7)
 
-    def _send_batch(self, batch):
+    def _claim(self, batch):
+        """Mark the batch `creating` in our ledger before anything is sent; return the records we got.
+
+        Records never attempted are claimed only if still never attempted (compare-and-set), so a bill another
+        run made meanwhile is never made again. Records attempted before (a lost answer, a failed look-up, a
+        run that died) are claimed and then looked up in BILL again, since our index may predate their bill.
+        """
         now = timezone.now()
-        ids = [r.pk for r in batch]
-        # Claim: a concurrent run (or a replay) that already claimed some of these gets them, we skip them.
-        claimed = InvoiceRecord.objects.filter(pk__in=ids, status__in=[
-            Status.PENDING, Status.HELD, Status.FAILED, Status.CREATING]).exclude(
-            status=Status.CREATING, create_attempted_at__gte=now - timedelta(minutes=10)).update(
-            status=Status.CREATING, create_attempted_at=now)
+        # FLAGGED only comes here through a replay (a person fixed what was wrong); normal runs never pick it.
+        claimable = Q(status__in=[Status.PENDING, Status.HELD, Status.FAILED, Status.FLAGGED]) | Q(
+            status=Status.CREATING, create_attempted_at__lt=now - CLAIM_TTL)
+        fresh = [r.pk for r in batch if r.create_attempted_at is None]
+        again = [r.pk for r in batch if r.create_attempted_at is not None]
+        changes = {"status": Status.CREATING, "create_attempted_at": now, "attempts": F("attempts") + 1}
+        claimed = 0
+        if fresh:
+            claimed += InvoiceRecord.objects.filter(claimable, pk__in=fresh, create_attempted_at__isnull=True).update(**changes)
+        if again:
+            claimed += InvoiceRecord.objects.filter(claimable, pk__in=again).update(**changes)
         if claimed != len(batch):
-            still_mine = set(InvoiceRecord.objects.filter(pk__in=ids, create_attempted_at=now).values_list("pk", flat=True))
-            batch = [r for r in batch if r.pk in still_mine]
-            if not batch:
-                return
+            mine = set(InvoiceRecord.objects.filter(pk__in=fresh + again, create_attempted_at=now).values_list("pk", flat=True))
+        else:
+            mine = {r.pk for r in batch}
+        retried = []
+        kept = []
         for record in batch:
+            if record.pk not in mine:
+                self.summary["busy"] += 1  # another run has it (or just finished it): not ours to send
+                continue
+            if record.create_attempted_at is not None:
+                retried.append(record)
             record.status, record.create_attempted_at = Status.CREATING, now
             record.attempts += 1
+            kept.append(record)
+        if not retried:
+            return kept
+        try:
+            self.index.ensure({r.coded["vendorId"] for r in retried}, since=self._since(retried), refresh=True)
+        except RemoteError as exc:
+            for record in retried:
+                self._fail(record, f"could not look up BILL before sending again ({exc}); the next run looks again")
+            retried_ids = {r.pk for r in retried}
+            return [r for r in kept if r.pk not in retried_ids]
+        to_send = []
+        for record in kept:
+            found = self.index.ours(record.doc_entry) if record in retried else None
+            if found:
+                self._adopt(record, found)
+            else:
+                to_send.append(record)
+        return to_send
+
+    def _send_batch(self, batch, claimed=False):
+        if not claimed:
+            batch = self._claim(batch)
+        if not batch:
+            self._flush()
+            return
         try:
             if self.run is not None:
                 with trail.about_run(self.run):
@@ -326,20 +454,26 @@ class BillSync:
                 created = self._post(batch)
         except ResponseLost as exc:
             self._recover_lost(batch, exc)
+            self._flush()
             return
         except BillError as exc:
             if len(batch) > 1 and exc.permanent:
-                # All-or-nothing: one bad bill sank the request. Halve until the culprit stands alone.
+                # All-or-nothing: one bad bill sank the request. Halve until the culprit stands alone (the
+                # records stay claimed by us meanwhile; BILL created none of them).
                 middle = len(batch) // 2
-                self._send_batch(batch[:middle])
-                self._send_batch(batch[middle:])
+                self._send_batch(batch[:middle], claimed=True)
+                self._send_batch(batch[middle:], claimed=True)
                 return
             for record in batch:
                 self._fail(record, f"BILL refused the bill: {exc}")
+            self._flush()
             return
         except RemoteError as exc:
+            # No usable answer (a 5xx, the request limit): the bill may or may not exist; the next attempt
+            # looks it up first (the record keeps its create_attempted_at).
             for record in batch:
                 self._fail(record, f"could not reach BILL: {exc}")
+            self._flush()
             return
         by_marker = {}
         for bill_obj in created or []:
@@ -350,11 +484,11 @@ class BillSync:
             if bill_obj is None:
                 missing.append(record)
                 continue
-            self.index.remember(bill_obj)
             self._synced(record, bill_obj, f"Created BILL bill {bill_obj['id']}")
             self.summary["created"] += 1
         if missing:
             self._recover_lost(missing, None)
+        self._flush()
 
     def _post(self, batch):
         if len(batch) == 1:
@@ -379,8 +513,7 @@ class BillSync:
                                    "bill; it will be sent again on the next run")
 
     def _adopt(self, record, bill_obj):
-        if not self.dry_run and money(bill_obj.get("amount")) != money(sum(
-                Decimal(str(ln["amount"])) for ln in record.coded["billLineItems"])):
+        if not self.dry_run and money(bill_obj.get("amount")) != bill_total(record.coded):
             record.bill_id = bill_obj["id"]
             record.next_step = Step.UPDATE
             self._update(record)
@@ -422,7 +555,9 @@ class BillSync:
         self._synced(record, updated or current, f"Updated BILL bill {record.bill_id} with SAP's changes")
         self.summary["updated"] += 1
 
-    def _archive(self, record):
+    def _archive(self, record, book=None):
+        if not record.bill_id and not self._find_for_archive(record, book):
+            return
         if self.dry_run:
             self.out(f"  would archive BILL bill {record.bill_id} (SAP invoice {record.doc_num} cancelled)")
             self.summary["archived"] += 1
@@ -439,9 +574,30 @@ class BillSync:
         except RemoteError as exc:
             self._fail(record, f"BILL refused to archive the bill: {exc}")
             return
-        self._set(record, Status.ARCHIVED, Step.NONE, "")
-        trail.log(record, AuditEvent.Kind.OUTCOME, f"Archived BILL bill {record.bill_id}: invoice cancelled in SAP")
+        self._set(record, Status.ARCHIVED, Step.NONE, "", f"Archived BILL bill {record.bill_id}: invoice cancelled in SAP")
         self.summary["archived"] += 1
+
+    def _find_for_archive(self, record, book):
+        """Cancelled in SAP while (or after) a create of unknown outcome: find the bill, if BILL has one."""
+        if record.status == Status.CREATING and record.create_attempted_at and \
+                record.create_attempted_at >= timezone.now() - CLAIM_TTL:
+            self.summary["busy"] += 1  # another run is creating it; its outcome sees the cancellation
+            return False
+        vendor_id = (record.coded or {}).get("vendorId") or ((book.vendors.get(record.card_code) or (None,))[0]
+                                                             if book else None)
+        if vendor_id:
+            try:
+                self.index.ensure({vendor_id}, since=self._since([record]), refresh=True)
+            except RemoteError as exc:
+                self._fail(record, f"SAP invoice was cancelled; could not look up its BILL bill: {exc}")
+                return False
+            found = self.index.ours(record.doc_entry)
+            if found:
+                record.bill_id = found["id"]
+                return True
+        self._set(record, Status.SKIPPED, Step.NONE, "cancelled in SAP before a bill was created")
+        self.summary["skipped"] += 1
+        return False
 
     # --- bookkeeping ---------------------------------------------------------------------------------------
     def _print_plan(self, verb, record):
@@ -454,11 +610,10 @@ class BillSync:
                      f"account {cls.get('chartOfAccountId', '-')} department {cls.get('departmentId', '-')}")
 
     def _synced(self, record, bill_obj, message):
-        record.bill_id = bill_obj.get("id") or record.bill_id
         record.bill_payment_status = bill_obj.get("paymentStatus") or record.bill_payment_status
         record.synced_hash = record.coded_hash
         record.synced_at = timezone.now()
-        self._set(record, Status.SYNCED, Step.NONE, "", message)
+        self._set(record, Status.SYNCED, Step.NONE, "", message, bill_id=bill_obj.get("id") or record.bill_id)
 
     def _hold(self, record, problems):
         self.summary["held"] += 1
@@ -474,16 +629,80 @@ class BillSync:
         self.summary["flagged"] += 1
         self._set(record, Status.FLAGGED, record.next_step, message)
 
-    def _set(self, record, status, step, error, outcome=None):
+    def _set(self, record, status, step, error, outcome=None, bill_id=None):
+        """Change the record's state; written (with its audit events) by the next _flush()."""
         before = {"status": record.status, "last_error": record.last_error, "bill_id": record.bill_id}
         record.status, record.next_step, record.last_error = status, step, error
+        if bill_id is not None:
+            record.bill_id = bill_id
         if self.dry_run:
             return
-        record.save()
+        self._dirty[record.pk] = record
         after = {"status": record.status, "last_error": record.last_error, "bill_id": record.bill_id}
-        trail.log_change(record, f"Invoice {record.doc_num}: {record.get_status_display()}", before, after)
+        self._event(record, AuditEvent.Kind.CHANGE, f"Invoice {record.doc_num}: {record.get_status_display()}",
+                    before, after)
         if outcome:
-            trail.log(record, AuditEvent.Kind.OUTCOME, outcome)
+            self._event(record, AuditEvent.Kind.OUTCOME, outcome)
+
+    def _event(self, record, kind, message, before=None, after=None):
+        """Like trail.log / trail.log_change, collected for one bulk insert."""
+        if before is not None:
+            diff_before = {k: v for k, v in before.items() if after.get(k) != v}
+            if not diff_before:
+                return
+            before, after = diff_before, {k: after[k] for k in diff_before if k in after}
+        record_type, record_id = trail.record_key(record)
+        trigger, actor = trail.current_trigger()
+        self._events.append(AuditEvent(
+            connection_id=record.connection_id, record_type=record_type, record_id=record_id, kind=kind,
+            trigger=trigger, actor=actor, message=message[:5000], before=before, after=after,
+        ))
+
+    def _flush(self):
+        """Write the outcome of every changed record, and their audit events, in one transaction.
+
+        Only outcome fields are written. If SAP's invoice changed in our ledger meanwhile (an overlapping run
+        read a newer version), what we did in BILL is kept (bill id) and the record is planned again from
+        the newer version instead of being marked done.
+        """
+        if self.dry_run or not (self._dirty or self._events):
+            self._dirty.clear()
+            self._events.clear()
+            return
+        records = list(self._dirty.values())
+        now = timezone.now()
+        with transaction.atomic():
+            current = {pk: rest for pk, *rest in InvoiceRecord.objects.select_for_update().filter(
+                pk__in=[r.pk for r in records]).order_by("pk").values_list("pk", "sap_updated", "sap_state", "updated_at")}
+            # Written by someone else since we loaded it? (SAP stamps have whole seconds: compare the document too.)
+            suspects = [r for r in records if r.pk in current and current[r.pk][0::2] != [r.sap_updated, r.updated_at]]
+            if suspects:
+                documents = dict(InvoiceRecord.objects.filter(pk__in=[r.pk for r in suspects]).values_list("pk", "document"))
+                for record in suspects:
+                    stamp, state, _ = current[record.pk]
+                    if stamp != record.sap_updated or documents.get(record.pk) != record.document:
+                        self._replan(record, state)
+            for record in records:
+                record.updated_at = now
+            update_rows(records, OUTCOME_FIELDS)
+            AuditEvent.objects.bulk_create(self._events, batch_size=500)
+        self._dirty.clear()
+        self._events.clear()
+
+    def _replan(self, record, state):
+        before = {"status": record.status, "next_step": record.next_step}
+        if state == "cancelled":
+            record.next_step = Step.ARCHIVE if record.bill_id else Step.NONE
+            if not record.bill_id and record.status != Status.FLAGGED:
+                record.status, record.last_error = Status.SKIPPED, "cancelled in SAP before a bill was created"
+        elif state == "closed":
+            return  # the bill (if any) stays as it is
+        else:
+            record.next_step = Step.UPDATE if record.bill_id else Step.CREATE
+        if record.status not in (Status.FLAGGED, Status.SKIPPED) and record.next_step:
+            record.status, record.last_error = Status.PENDING, ""
+        self._event(record, AuditEvent.Kind.NOTE, "SAP changed the invoice while it was being sent; planned again",
+                    before, {"status": record.status, "next_step": record.next_step})
 
 
 def _editable(bill_obj):
@@ -511,7 +730,11 @@ def _marker_in(text):
 
 
 class BillIndex:
-    """The BILL bills of the vendors we are about to bill, read once per run: ours by marker, others by number."""
+    """The BILL bills of the vendors we are about to bill, read once per run: ours by marker, others by number.
+
+    Only bills that existed before they were needed are kept (what this run creates is never looked up
+    again by it), so the index grows with BILL's recent bills of these vendors, not with the run's size.
+    """
 
     def __init__(self, bill, connection):
         self.bill = bill
@@ -534,7 +757,7 @@ class BillIndex:
             return
         doc_entry = _marker_in(bill_obj.get("description"))
         if doc_entry is not None:
-            self.by_marker[doc_entry] = {k: bill_obj.get(k) for k in ("id", "amount", "paymentStatus", "vendorId")}
+            self.by_marker[doc_entry] = {k: bill_obj.get(k) for k in ("id", "amount", "paymentStatus")}
         else:
             number = (bill_obj.get("invoice") or {}).get("invoiceNumber")
             self.foreign_numbers[(bill_obj.get("vendorId"), number)] = {"id": bill_obj.get("id")}

@@ -123,7 +123,7 @@ def code_invoice(doc, book):
     currency = (doc.get("DocCurrency") or "USD").strip()
     if currency not in book.currencies:
         problems.append(f"currency {currency}: BILL takes only {', '.join(sorted(book.currencies))} bills for this "
-                        "organization; pay this invoice outside BILL or post it in USD")
+                        "organization: pay this invoice outside BILL or post it in USD")
 
     discount = Decimal(str(doc.get("DiscountPercent") or 0))
     lines = []
@@ -131,7 +131,11 @@ def code_invoice(doc, book):
     for line in doc.get("DocumentLines") or []:
         amount = money(Decimal(str(line.get("LineTotal") or 0)) * (Decimal(100) - discount) / Decimal(100))
         number = int(line.get("LineNum", len(lines))) + 1
-        account = book.account(line.get("AccountCode") or "", f" (line {number})", problems)
+        if line.get("AccountCode"):
+            account = book.account(line["AccountCode"], f" (line {number})", problems)
+        else:
+            account = None
+            problems.append(f"SAP line {number} has no G/L account (AccountCode): check the invoice in SAP")
         department = None
         code = next((line.get(f) for f in COSTING_FIELDS if line.get(f)), None)
         if code:
@@ -165,6 +169,9 @@ def code_invoice(doc, book):
     if not lines:
         problems.append("the invoice has no lines to code")
     total = money(doc.get("DocTotal"))
+    if lines and total <= 0:
+        # BILL refuses such a bill, and in a bulk request it would sink the other 99 with it.
+        problems.append(f"SAP total is {total}: BILL takes only bills above zero; settle this invoice in SAP")
     if lines and not problems:
         difference = total - sum((ln["amount"] for ln in lines), Decimal(0))
         if abs(difference) > ROUNDING_TOLERANCE:

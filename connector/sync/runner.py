@@ -4,6 +4,7 @@ Used by the `sync` command, the scheduled task and the admin. Only one cycle per
 time (a one-slot lease); a second one started meanwhile reports that and does nothing.
 """
 
+import contextlib
 import traceback
 
 from django.utils import timezone
@@ -27,16 +28,22 @@ def run_sync(connection, steps=STEPS, *, trigger="cli", actor="", dry_run=False,
     out = out or (lambda line: None)
     steps = [s for s in STEPS if s in steps]
     limiter = get_limiter()
-    try:
-        token = limiter.acquire(f"run:{connection.pk}", 1, ttl=3600, wait=0)
-    except SlotTimeout:
-        raise AlreadyRunning(f"another sync of {connection} is running; try again when it has finished") from None
-    run = SyncRun.objects.create(connection=connection, trigger=trigger, steps=",".join(steps), dry_run=dry_run)
+    # A dry run writes nothing of ours either (no run record, no audit rows); it needs no run lock.
+    token = None
+    if not dry_run:
+        try:
+            token = limiter.acquire(f"run:{connection.pk}", 1, ttl=3600, wait=0)
+        except SlotTimeout:
+            raise AlreadyRunning(f"another sync of {connection} is running; try again when it has finished") from None
+    run = SyncRun(connection=connection, trigger=trigger, steps=",".join(steps), dry_run=dry_run)
+    if not dry_run:
+        run.save()
     sap = sap or SapClient.for_connection(connection)
     bill = bill or BillClient.for_connection(connection)
     summary = {}
     try:
-        with trail.triggered_by(trigger, actor), trail.about_run(run):
+        scope = contextlib.nullcontext() if dry_run else trail.about_run(run)
+        with trail.triggered_by(trigger, actor), scope:
             for step in steps:
                 out(f"{step}:")
                 summary[step] = STEP_FUNCTIONS[step](connection, sap, bill, dry_run=dry_run, out=out, run=run)
@@ -53,8 +60,9 @@ def run_sync(connection, steps=STEPS, *, trigger="cli", actor="", dry_run=False,
     finally:
         run.summary = summary
         run.finished_at = timezone.now()
-        run.save()
-        limiter.release(f"run:{connection.pk}", token)
+        if not dry_run:
+            run.save()
+            limiter.release(f"run:{connection.pk}", token)
     return run
 
 
@@ -91,9 +99,12 @@ def step_bills(connection, sap, bill, *, dry_run, out, run):
 
     from .bills import BillSync
 
-    if not reference_loaded(connection) and not dry_run:
-        out("  reference data never loaded: fetching it first")
-        step_reference(connection, sap, bill, dry_run=False, out=out, run=run)
+    if not reference_loaded(connection):
+        if dry_run:
+            out("  reference data was never loaded (run `sync NAME --step reference`): unmapped invoices show as held")
+        else:
+            out("  reference data never loaded: fetching it first")
+            step_reference(connection, sap, bill, dry_run=False, out=out, run=run)
     sync = BillSync(connection, sap, bill, dry_run=dry_run, out=out, run=run)
     sync.read_changes()
     return sync.process()

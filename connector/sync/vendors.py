@@ -312,7 +312,8 @@ class VendorAligner:
             link.synced_fingerprint = link.sap_fingerprint
             self._set(link, Status.LINKED, "")
             self.index.add(vendor)
-            trail.log(link, AuditEvent.Kind.OUTCOME, f"Adopted BILL vendor {vendor['id']} created by an earlier attempt")
+            if not self.dry_run:
+                trail.log(link, AuditEvent.Kind.OUTCOME, f"Adopted BILL vendor {vendor['id']} created by an earlier attempt")
         else:
             self._set(link, Status.PENDING, "")
 
