@@ -4,7 +4,6 @@ nothing to SAP, to BILL or to our records.
 The default `sync` runs every step including `payments`; these tests always name the step.
 """
 
-import io
 import os
 import subprocess
 import sys
@@ -12,29 +11,17 @@ from pathlib import Path
 
 import pytest
 from django.apps import apps
-from django.core.management import CommandError, call_command
 from django.db import connection as db_connection
 
 from connector.limiter import get_limiter
 from connector.models import Connection, InvoiceRecord, SyncCursor, SyncRun
 from mappings.models import VendorLink
+from tests.test_connections import run_cli
 from tests.test_sync_bills import line, prepare, the_bill
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "demo-sandbox"
-
-
-def run_cli(*args):
-    """Run a management command like a shell would: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        call_command(*args, stdout=out, stderr=err)
-        code = 0
-    except CommandError as exc:
-        err.write(str(exc))
-        code = exc.returncode
-    return code, out.getvalue(), err.getvalue()
 
 
 def run_shell(*args):

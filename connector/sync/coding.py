@@ -65,29 +65,27 @@ class MappingBook:
         return book
 
     def account(self, code, why, problems):
-        entry = self.accounts.get(code)
-        if entry is None:
-            problems.append(f"SAP account {code}{why} is unknown: refresh reference data, then map it to a BILL account")
-            return None
-        bill_id, label, broken = entry
-        if bill_id is None:
-            if broken:
-                problems.append(f"SAP account {label}{why} is mapped to a BILL account that is {broken}: map it again")
-            else:
-                problems.append(f"SAP account {label}{why} has no BILL mapping: map it to a BILL account")
-        return bill_id
+        return self._lookup(self.accounts, "SAP account", "BILL account", "BILL mapping", code, why, problems)
 
     def department(self, code, problems):
-        entry = self.departments.get(code)
+        return self._lookup(self.departments, "SAP cost center", "BILL department", "BILL department mapping", code, "",
+                            problems)
+
+    @staticmethod
+    def _lookup(table, sap_words, bill_words, mapping_words, code, why, problems):
+        """The mapped BILL id, or None with a problem that says what to map."""
+        entry = table.get(code)
         if entry is None:
-            problems.append(f"SAP cost center {code} is unknown: refresh reference data, then map it to a BILL department")
+            problems.append(f"{sap_words} {code}{why} is unknown: refresh reference data, then map it to a {bill_words}")
             return None
         bill_id, label, broken = entry
         if bill_id is None:
             if broken:
-                problems.append(f"SAP cost center {label} is mapped to a BILL department that is {broken}: map it again")
+                problems.append(f"{sap_words} {label}{why} is mapped to a {bill_words} that is {broken}: map it again")
+            elif sap_words == "SAP account":
+                problems.append(f"{sap_words} {label}{why} has no {mapping_words}: map it to a {bill_words}")
             else:
-                problems.append(f"SAP cost center {label} has no BILL department mapping: map it")
+                problems.append(f"{sap_words} {label}{why} has no {mapping_words}: map it")
         return bill_id
 
 
