@@ -37,3 +37,35 @@ def replay_selected(modeladmin, request, queryset):
                                job.connection, job.message.splitlines()[0] if job.message else job.get_status_display())
         level = messages.WARNING if job.status == job.Status.FAILED or job.failed else messages.SUCCESS
         modeladmin.message_user(request, text, level)
+
+
+class ReplayButtonMixin:
+    """A "Replay the failed step" button on a record's own page (POST to <id>/replay/)."""
+
+    change_form_template = "admin/audit/change_form_with_replay.html"
+
+    def get_urls(self):
+        from django.urls import path
+
+        opts = self.model._meta
+        return [
+            path("<path:object_id>/replay/", self.admin_site.admin_view(self.replay_view),
+                 name=f"{opts.app_label}_{opts.model_name}_replay"),
+        ] + super().get_urls()
+
+    def replay_view(self, request, object_id):
+        from django.contrib.admin.utils import unquote
+        from django.core.exceptions import PermissionDenied
+        from django.http import Http404, HttpResponseNotAllowed
+        from django.shortcuts import redirect
+
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            raise Http404("no such record")
+        if not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        replay_selected(self, request, self.get_queryset(request).filter(pk=obj.pk))
+        opts = self.model._meta
+        return redirect(f"admin:{opts.app_label}_{opts.model_name}_change", obj.pk)

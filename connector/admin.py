@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from audit.admin_actions import ReplayButtonMixin
 from audit.problems import grouped_problems
 from audit.trail import timeline
 
@@ -242,7 +243,7 @@ class ConnectionAdmin(TenantScopedAdmin):
         return TemplateResponse(request, "admin/connector/problems.html", context)
 
 
-class RecordAdmin(TimelineMixin, TenantScopedAdmin):
+class RecordAdmin(ReplayButtonMixin, TimelineMixin, TenantScopedAdmin):
     """Shared shape of synced-record admins: read-only data, a timeline, replay."""
 
     tenant_can_change = True  # editors may replay; fields themselves are read-only

@@ -103,11 +103,13 @@ class RedisLimiter(_Limiter):
         import redis
 
         self.redis = redis.Redis.from_url(url)
+        # One Redis may serve several deployments (or test processes): keep their slots apart.
+        self.prefix = getattr(settings, "LIMITER_PREFIX", "ml-connector")
         self._release = self.redis.register_script(self._RELEASE)
         self._held = {}
 
     def _slot_key(self, key, n):
-        return f"ml-connector:slot:{key}:{n}"
+        return f"{self.prefix}:slot:{key}:{n}"
 
     def _try_acquire(self, key, limit, token, ttl):
         for n in random.sample(range(limit), limit):
@@ -120,6 +122,11 @@ class RedisLimiter(_Limiter):
         n = self._held.pop(token, None)
         if n is not None:
             self._release(keys=[self._slot_key(key, n)], args=[token])
+
+    def clear(self):
+        """Drop every slot of this prefix (tests start clean)."""
+        for key in self.redis.scan_iter(f"{self.prefix}:slot:*"):
+            self.redis.delete(key)
 
     def in_flight(self, key):
         return sum(1 for n in range(settings.BILL_MAX_IN_FLIGHT) if self.redis.exists(self._slot_key(key, n)))

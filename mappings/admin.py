@@ -28,6 +28,7 @@ from import_export.formats import base_formats
 from import_export.forms import ConfirmImportForm, ExportForm, ImportForm
 
 from audit import trail
+from audit.admin_actions import ReplayButtonMixin, replay_selected
 from connector.models import Connection, SyncRun
 from connector.sync.runner import AlreadyRunning, run_sync
 from connector.tenancy import TenantScopedAdmin
@@ -619,14 +620,14 @@ class VendorLinkForm(forms.ModelForm):
 
 
 @admin.register(VendorLink)
-class VendorLinkAdmin(TenantScopedAdmin):
+class VendorLinkAdmin(ReplayButtonMixin, TenantScopedAdmin):
     form = VendorLinkForm
     list_display = ("card_code", "card_name", "bill_vendor_id", "bill_vendor_name", "status", "last_error", "match_reason",
                     "connection")
     list_filter = ("status", ("connection", admin.RelatedOnlyFieldListFilter))
     list_select_related = ("connection__tenant",)
     search_fields = ("card_code", "card_name", "bill_vendor_id", "bill_vendor_name")
-    actions = ["align_vendors"]
+    actions = ["align_vendors", replay_selected]
     record_fields = ("connection", "card_code", "card_name", "bill_vendor_id", "bill_vendor_name", "status", "last_error",
                      "match_reason", "create_new", "sap_data", "synced_at", "create_attempted_at", "updated_at")
 

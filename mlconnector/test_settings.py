@@ -19,3 +19,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
 if os.environ.get("ML_TEST_DB_NAME"):
     # Set by tests for the helper processes they start: use the test database, not the real one.
     DATABASES["default"]["NAME"] = os.environ["ML_TEST_DB_NAME"]  # noqa: F405
+
+# Test processes (pytest-xdist workers) share one Redis: each keeps its request slots under its own prefix.
+# (Helper processes started by a test are handed the test's prefix in ML_LIMITER_PREFIX.)
+LIMITER_PREFIX = os.environ.get("ML_LIMITER_PREFIX") or f"ml-connector-test-{os.getpid()}"

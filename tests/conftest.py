@@ -8,6 +8,18 @@ from connector.sandbox import catalog
 from connector.sandbox.server import serve
 
 
+@pytest.fixture(autouse=True)
+def _fresh_limiter():
+    """Database slots roll back with each test; Redis keys do not, and connection ids repeat between tests."""
+    from django.conf import settings
+
+    from connector import limiter
+
+    if settings.REDIS_URL:
+        limiter.get_limiter().clear()
+    yield
+
+
 @pytest.fixture
 def sap_sim():
     from connector.sandbox.sap import SapSimulator

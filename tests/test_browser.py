@@ -105,3 +105,19 @@ def test_status_page_renders_for_the_tenant(page, live_server, conn, held_invoic
     text = page.inner_text("#content")
     assert "Open problems, grouped by cause" in text and "6900" in text
     assert "Documents synced per day" in text
+
+
+def test_replay_button_on_the_record_page(page, live_server, conn, bill_sim, held_invoice):
+    """GIVEN a held invoice whose account gets mapped WHEN the editor presses Replay on its page THEN it syncs."""
+    from mappings.models import BillAccount, SapAccount
+
+    SapAccount.objects.filter(connection=conn, code="6900").update(
+        bill_account=BillAccount.objects.get(connection=conn, name="Insurance"), mapping_status="ok")
+    staff("erin", conn)
+    log_in(page, live_server, "erin")
+    page.goto(f"{live_server.url}/admin/connector/invoicerecord/{held_invoice.pk}/change/")
+    page.get_by_role("button", name="Replay the failed step").click()
+    page.wait_for_selector(".messagelist")
+    held_invoice.refresh_from_db()
+    assert held_invoice.status == "synced"
+    assert "Replayed by erin" in page.content()

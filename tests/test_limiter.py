@@ -81,7 +81,7 @@ def test_redis_limiter_holds_three_in_flight():
 def test_two_processes_never_put_a_fourth_request_in_flight(conn, bill_sim):
     """GIVEN a BILL org that rejects a 4th concurrent request, WHEN two processes × 4 threads call it, THEN none is rejected."""
     bill_sim.latency = 0.03
-    env = {**os.environ, "ML_TEST_DB_NAME": db_connection.settings_dict["NAME"]}
+    env = {**os.environ, "ML_TEST_DB_NAME": db_connection.settings_dict["NAME"], "ML_LIMITER_PREFIX": settings.LIMITER_PREFIX}
     procs = [
         subprocess.Popen(
             [sys.executable, os.path.join(ROOT, "tests", "limiter_worker.py"), str(conn.pk), "4", "8"],

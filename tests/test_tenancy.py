@@ -201,3 +201,13 @@ def test_tenant_q_covers_every_scoped_model(world):
     tenant = world["conns"]["tenant-a"].tenant
     for model, _ in SCOPED:
         assert tenant_q(model, tenant) is not None
+
+
+def test_record_page_replay_refuses_other_tenants_and_viewers(world):
+    from connector.models import InvoiceRecord
+
+    other = world["rows"][InvoiceRecord]["tenant-a"]
+    replay_url = reverse("admin:connector_invoicerecord_replay", args=[other.pk])
+    assert client_for(world["users"]["charlie"]).post(replay_url).status_code == 404
+    assert client_for(world["users"]["bob"]).post(replay_url).status_code == 403
+    assert client_for(world["users"]["alice"]).get(replay_url).status_code == 405
