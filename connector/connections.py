@@ -22,7 +22,9 @@ class NotFound(Exception):
 SAP_KEYS = {
     "base_url": True, "company_db": True, "username": True, "password": True,
     "verify_tls": False, "ca_bundle": False, "payment_account": False, "invoice_filter": False,
+    "cancel_payment_on_void": False,
 }
+BOOL_KEYS = {("sap", "verify_tls"), ("sap", "cancel_payment_on_void")}
 BILL_KEYS = {
     "base_url": True, "username": True, "password": True, "organization_id": True, "dev_key": True,
     "webhook_security_key": False, "events_base_url": False,
@@ -35,6 +37,7 @@ FIELD_MAP = {
     ("sap", "username"): "sap_username", ("sap", "password"): "sap_password",
     ("sap", "verify_tls"): "sap_verify_tls", ("sap", "ca_bundle"): "sap_ca_bundle",
     ("sap", "payment_account"): "sap_payment_account", ("sap", "invoice_filter"): "invoice_extra_filter",
+    ("sap", "cancel_payment_on_void"): "cancel_sap_payment_on_void",
     ("bill", "base_url"): "bill_base_url", ("bill", "username"): "bill_username",
     ("bill", "password"): "bill_password", ("bill", "organization_id"): "bill_organization_id",
     ("bill", "dev_key"): "bill_dev_key", ("bill", "webhook_security_key"): "bill_webhook_security_key",
@@ -69,7 +72,7 @@ def parse_connection_file(data):
     for section in ("sap", "bill"):
         for key, value in data[section].items():
             where = f"{section}.{key}"
-            if key == "verify_tls":
+            if (section, key) in BOOL_KEYS:
                 if not isinstance(value, bool):
                     raise BadInput(f"{where} must be true or false")
                 values[FIELD_MAP[(section, key)]] = value

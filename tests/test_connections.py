@@ -163,3 +163,16 @@ def test_untrusted_certificate_is_reported_as_such(tmp_path, sap_sim, bill_sim):
         assert result[0], result
     finally:
         server.shutdown()
+
+
+@pytest.mark.django_db
+def test_optional_extras_of_the_connection_file():
+    conn, _ = apply_connection(connection_file(
+        "http://sap.test:50000", "http://bill.test", enabled=False,
+        sap={"invoice_filter": "U_Approved eq 'Y'", "cancel_payment_on_void": True, "verify_tls": False}))
+    assert (conn.enabled, conn.invoice_extra_filter, conn.cancel_sap_payment_on_void, conn.sap_verify_tls) == (
+        False, "U_Approved eq 'Y'", True, False)
+    assert conn.bill_events_url == "http://bill.test/connect-events"
+    with pytest.raises(BadInput, match="sap.cancel_payment_on_void must be true or false"):
+        apply_connection(connection_file("http://sap.test:50000", "http://bill.test",
+                                         sap={"cancel_payment_on_void": "yes"}))

@@ -193,3 +193,13 @@ def test_pending_events_are_processed_by_the_payments_step(conn, sap_sim, bill_s
     sync.run()
     assert WebhookEvent.objects.get(event_id="evt-1").status == "processed"
     assert sync.summary["events"] == 1 and sync.summary["posted"] == 1
+
+
+@pytest.mark.django_db
+def test_polling_falls_back_when_bill_refuses_the_payment_filter(conn, sap_sim, bill_sim, billed):
+    """Payments' filterable fields are only partly documented: a refused filter/sort must not stop the poll."""
+    payment = bill_sim.pay_bills([(billed["A-3"].bill_id, "40.50")])
+    bill_sim.fail_next("GET", "/v3/payments", 400, "BDC_1130", "Invalid filter field: updatedTime", count=2)
+    summary = sync_payments(conn)
+    assert summary["posted"] == 1
+    assert [p["TransferReference"] for p in sap_payments(sap_sim)] == [payment["id"]]

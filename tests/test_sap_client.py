@@ -198,3 +198,15 @@ def test_custom_ca_bundle_is_used_for_verification(tmp_path):
         assert fh.read() == pem
     insecure = SapClient(BASE, "DB", "u", "p", session_store=MemorySessionStore(), verify=False)
     assert insecure.transport.session.verify is False
+
+
+@responses.activate
+def test_a_select_the_server_refuses_is_retried_without_it():
+    """Some Service Layers refuse collections such as DocumentLines in $select: read whole entities instead."""
+    add_login(responses)
+    responses.add(responses.GET, f"{BASE}/PurchaseInvoices", **v1_error(201, "Property 'DocumentLines' is invalid", 400),
+                  match=[responses.matchers.query_param_matcher({"$select": "DocEntry,DocumentLines"})])
+    responses.add(responses.GET, f"{BASE}/PurchaseInvoices", json={"value": [{"DocEntry": 1, "DocumentLines": []}]},
+                  match=[responses.matchers.query_param_matcher({})])
+    rows = list(client().iterate("PurchaseInvoices", select=["DocEntry", "DocumentLines"]))
+    assert rows == [{"DocEntry": 1, "DocumentLines": []}]

@@ -211,8 +211,20 @@ class SapClient:
             params["$orderby"] = orderby
         prefer = {"Prefer": f"odata.maxpagesize={page_size or self.page_size}"}
         path, query = entity, params
+        first = True
         while True:
-            data = self.request("GET", path, params=query, headers=prefer)
+            try:
+                data = self.request("GET", path, params=query, headers=prefer)
+            except SapError as exc:
+                # Some Service Layer versions refuse collections (DocumentLines, BPAddresses…) in $select; the
+                # whole entity, collections included, is what they return without it.
+                if not (first and exc.status == 400 and "$select" in params):
+                    raise
+                params = {k: v for k, v in params.items() if k != "$select"}
+                path, query = entity, params
+                first = False
+                continue
+            first = False
             yield from data.get("value", [])
             next_link = data.get("@odata.nextLink") or data.get("odata.nextLink")
             if not next_link:

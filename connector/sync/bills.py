@@ -493,7 +493,9 @@ class BillSync:
     def _post(self, batch):
         if len(batch) == 1:
             return [self.bill.post("/v3/bills", batch[0].coded)]
-        return self.bill.post("/v3/bills/bulk", [r.coded for r in batch])
+        answer = self.bill.post("/v3/bills/bulk", [r.coded for r in batch])
+        # Documented: an array of bills. Tolerate a wrapped answer ({"bills": [...]}) like the vendors bulk one.
+        return answer.get("bills", []) if isinstance(answer, dict) else answer
 
     def _recover_lost(self, batch, exc):
         """The create may have happened: look the bills up by our marker before anything is sent again."""

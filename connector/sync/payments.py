@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from audit import trail
 from audit.models import AuditEvent
-from connector.clients.errors import BillNotFound, RemoteError, ResponseLost, SapError
+from connector.clients.errors import BillError, BillNotFound, RemoteError, ResponseLost, SapError
 from connector.clients.sap import odata_quote
 from connector.models import InvoiceRecord, PaymentRecord, SyncCursor, WebhookEvent
 
@@ -115,7 +115,7 @@ class PaymentSync:
             start = datetime.combine(self.connection.sync_from, datetime.min.time(), tzinfo=UTC)
         start_text = start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         ids, newest = set(), since
-        for payment in self.bill.iterate("/v3/payments", filters=[f'updatedTime:gte:"{start_text}"'], sort="updatedTime:asc"):
+        for payment in self._payments_since(start_text):
             ids.add(payment["id"])
             updated = payment.get("updatedTime")
             if updated and (newest is None or updated > newest):
@@ -126,6 +126,26 @@ class PaymentSync:
                 connection=self.connection, stream=STREAM, defaults={"value": {"updated": newest}}
             )
         return ids
+
+    def _payments_since(self, start_text):
+        """Payments updated since `start_text`. BILL's filterable payment fields are only partly documented: if
+        the filter (or the sort) is refused, read the list unfiltered and filter here."""
+        attempts = [
+            {"filters": [f'updatedTime:gte:"{start_text}"'], "sort": "updatedTime:asc"},
+            {"filters": [f'updatedTime:gte:"{start_text}"']},
+            {},
+        ]
+        for n, options in enumerate(attempts):
+            try:
+                rows = list(self.bill.iterate("/v3/payments", **options))
+            except BillError as exc:
+                if exc.status != 400 or n == len(attempts) - 1:
+                    raise
+                continue
+            if not options:
+                rows = [p for p in rows if (p.get("updatedTime") or "9999") >= start_text[:19]]
+            return rows
+        return []
 
     # --- one payment ---------------------------------------------------------------------------------------
     def handle(self, payment_id):

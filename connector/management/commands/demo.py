@@ -80,8 +80,11 @@ class Command(BaseCommand):
         self.stdout.write(f"invoices by status: {counts}")
         self.stdout.write(f"payments posted to SAP: {PaymentRecord.objects.filter(connection=conn, status='posted').count()}")
         password = self.ensure_admin(admin_user, admin_password)
+        self.ensure_editor("demo-editor", password, conn)
         self.section("Look around")
-        self.stdout.write(f"Admin: http://127.0.0.1:8000/admin/   user: {admin_user}   password: {password}")
+        self.stdout.write(f"Admin: http://127.0.0.1:8000/admin/   user: {admin_user}   password: {password}"
+                          "   (host operator: every tenant)")
+        self.stdout.write(f"       accounting editor of tenant 'demo' only:  user: demo-editor   password: {password}")
         self.stdout.write("Held invoices say what to map; map them under 'SAP G/L account mappings', then replay.")
 
     def pay_some(self, bill_url):
@@ -121,6 +124,15 @@ class Command(BaseCommand):
             applied = ", ".join(f"invoice DocEntry {p['DocEntry']}: {p['SumApplied']}" for p in row.get("PaymentInvoices", []))
             self.stdout.write(f"  DocNum {row['DocNum']} {row['CardCode']} {row['TransferSum']} ref "
                               f"{row.get('TransferReference')} -> {applied}")
+
+    def ensure_editor(self, username, password, conn):
+        from connector.models import Membership
+
+        user, _ = get_user_model().objects.get_or_create(username=username)
+        user.is_staff, user.is_superuser = True, False
+        user.set_password(password)
+        user.save()
+        Membership.objects.update_or_create(user=user, defaults={"tenant": conn.tenant, "role": "editor"})
 
     def ensure_admin(self, username, password):
         password = password or secrets.token_urlsafe(9)
