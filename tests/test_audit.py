@@ -35,7 +35,10 @@ def test_timeline_shows_attempts_exchanges_changes_and_outcome(synced, bill_sim)
     record = InvoiceRecord.objects.get(invoice_number="AUD-1")
     assert record.status == "synced"
     kinds = set(timeline(record).values_list("kind", flat=True))
-    assert {"change", "outcome"} <= kinds
+    assert {"change", "outcome", "exchange"} <= kinds
+    own = timeline(record).get(kind="exchange", system="bill", method="POST")
+    assert own.path.startswith("/v3/bills") and own.status_code == 201 and own.duration_ms is not None
+    assert own.request_body == record.coded and own.response_body["id"] == record.bill_id
     change = timeline(record).filter(kind="change").last()
     assert change.before["status"] in ("pending", "creating") and change.after["status"] == "synced"
     assert change.trigger == "cli"

@@ -15,6 +15,7 @@ in bulk after each BILL request (outcome fields only, never the SAP document ano
 
 import hashlib
 import json
+import time
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -446,6 +447,7 @@ class BillSync:
         if not batch:
             self._flush()
             return
+        started = time.monotonic()
         try:
             if self.run is not None:
                 with trail.about_run(self.run):
@@ -453,10 +455,12 @@ class BillSync:
             else:
                 created = self._post(batch)
         except ResponseLost as exc:
+            self._log_exchange(batch, started, None, str(exc))
             self._recover_lost(batch, exc)
             self._flush()
             return
         except BillError as exc:
+            self._log_exchange(batch, started, exc.status, str(exc))
             if len(batch) > 1 and exc.permanent:
                 # All-or-nothing: one bad bill sank the request. Halve until the culprit stands alone (the
                 # records stay claimed by us meanwhile; BILL created none of them).
@@ -478,6 +482,7 @@ class BillSync:
         by_marker = {}
         for bill_obj in created or []:
             by_marker[_marker_in(bill_obj.get("description"))] = bill_obj
+        self._log_exchange(batch, started, 201, "", by_marker)
         missing = []
         for record in batch:
             bill_obj = by_marker.get(record.doc_entry)
@@ -489,6 +494,24 @@ class BillSync:
         if missing:
             self._recover_lost(missing, None)
         self._flush()
+
+    def _log_exchange(self, batch, started, status, error, answers=None):
+        """Each record's own part of a (bulk) create on its timeline: its bill as sent and as BILL answered.
+
+        The whole request, as the client reported it, is on the sync run's timeline."""
+        path = "/v3/bills" if len(batch) == 1 else "/v3/bills/bulk"
+        duration = int((time.monotonic() - started) * 1000)
+        where = f" (sync run #{self.run.pk})" if self.run is not None and self.run.pk else ""
+        share = f"one of {len(batch)} bills in one request{where}" if len(batch) > 1 else ""
+        trigger, actor = trail.current_trigger()
+        for record in batch:
+            self._events.append(AuditEvent(
+                connection_id=record.connection_id, record_type="invoicerecord", record_id=str(record.pk),
+                kind=AuditEvent.Kind.EXCHANGE, trigger=trigger, actor=actor, system="bill", method="POST", path=path,
+                status_code=status, duration_ms=duration, attempt=record.attempts,
+                request_body=record.coded, response_body=(answers or {}).get(record.doc_entry),
+                message="; ".join(x for x in (share, error) if x)[:5000],
+            ))
 
     def _post(self, batch):
         if len(batch) == 1:
