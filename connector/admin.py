@@ -188,9 +188,15 @@ class ConnectionAdmin(TenantScopedAdmin):
             detail = run.error.splitlines()[-1] if run.error else run.summary
             self.message_user(request, f"{conn}: {label} {run.get_status_display()}: {detail}", level)
 
-    @admin.action(description="Sync now (all steps)", permissions=["sync"])
+    @admin.action(description="Sync now (all steps, in the task queue)", permissions=["sync"])
     def sync_now(self, request, queryset):
-        self._run(request, queryset, ["reference", "vendors", "bills", "payments"], "sync")
+        from django_q.tasks import async_task
+
+        for conn in queryset:
+            async_task("connector.tasks.run_sync_now", conn.pk, request.user.get_username(), task_name=f"sync-now-{conn.pk}")
+            self.message_user(request, format_html(
+                "{}: sync queued; its outcome appears under <a href=\"{}\">Sync runs</a> and on the status page.", conn,
+                reverse("admin:connector_syncrun_changelist") + f"?connection__id__exact={conn.pk}"), messages.SUCCESS)
 
     @admin.action(description="Refresh reference data (accounts, cost centers, departments)", permissions=["sync"])
     def refresh_reference(self, request, queryset):

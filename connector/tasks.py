@@ -27,6 +27,20 @@ def run_scheduled_sync(connection_id):
     return f"{run.status}: {run.summary}"
 
 
+def run_sync_now(connection_id, actor=""):
+    """A cycle a person asked for in the admin ("Sync now")."""
+    from .sync.runner import AlreadyRunning, run_sync
+
+    conn = Connection.objects.filter(pk=connection_id).select_related("tenant").first()
+    if conn is None:
+        return "connection missing"
+    try:
+        run = run_sync(conn, trigger="person", actor=actor)
+    except AlreadyRunning as exc:
+        return str(exc)
+    return f"{run.status}: {run.summary_text}"
+
+
 def process_webhook_event(event_pk):
     """Read the truth about what one stored BILL event points at, and post it to SAP if it is a payment."""
     from .clients.bill import BillClient
