@@ -316,17 +316,13 @@ class _ConnectionReplay:
                              label=label(record), result=result, status=status, message=message))
 
     def run(self):
-        from connector.limiter import SlotTimeout, get_limiter
+        from connector.sync.runner import AlreadyRunning, cycle_lock
 
-        limiter = get_limiter()
         try:
-            token = limiter.acquire(f"run:{self.conn.pk}", 1, ttl=3600, wait=LEASE_WAIT)
-        except SlotTimeout:
+            with cycle_lock(self.conn, wait=LEASE_WAIT):
+                return self._run_locked()
+        except AlreadyRunning:
             return self._give_up(f"a sync of {self.conn} is running; replay again when it has finished")
-        try:
-            return self._run_locked()
-        finally:
-            limiter.release(f"run:{self.conn.pk}", token)
 
     def _run_locked(self):
         from connector.clients.bill import BillClient

@@ -1,5 +1,6 @@
 """Creating, finding and checking customer connections (the logic behind `connection apply|list|ping`)."""
 
+import re
 from datetime import date
 
 from django.core.exceptions import ValidationError
@@ -9,6 +10,8 @@ from .clients.bill import BillClient
 from .clients.errors import RemoteError
 from .clients.sap import SapClient
 from .models import Connection, Tenant
+
+SLUG_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class BadInput(Exception):
@@ -63,12 +66,22 @@ def _string(value, where):
     return value.strip() if "password" not in where and "key" not in where else value
 
 
+# What an optional key means when the file leaves it out: applying a file is declarative, so a key removed
+# from the file goes back to its default (the webhook security key is the exception: `webhooks register`
+# stores it, and a file that never had it must not erase it).
+DEFAULTS = {
+    "sap_verify_tls": True, "sap_ca_bundle": "", "sap_payment_account": "", "invoice_extra_filter": "",
+    "cancel_sap_payment_on_void": False, "bill_events_base_url": "", "enabled": True,
+    "schedule_minutes": 15, "schedule_cron": "",
+}
+
+
 def parse_connection_file(data):
     """Validate a connection file (CONTRACT.md) and return (tenant_slug, name, model field values)."""
     _check_keys(data, TOP_KEYS, "")
     _check_keys(data["sap"], SAP_KEYS, "sap")
     _check_keys(data["bill"], BILL_KEYS, "bill")
-    values = {}
+    values = dict(DEFAULTS)
     for section in ("sap", "bill"):
         for key, value in data[section].items():
             where = f"{section}.{key}"
@@ -88,8 +101,9 @@ def parse_connection_file(data):
                 raise BadInput("schedule.minutes must be a whole number of minutes between 1 and 10080")
             values["schedule_minutes"] = minutes
             values["schedule_cron"] = ""
-        if "cron" in schedule:
+        if "cron" in schedule:  # given instead of minutes; if both are given, cron wins
             values["schedule_cron"] = _check_cron(schedule["cron"])
+            values["schedule_minutes"] = None
     if "sync_from" in data:
         try:
             values["sync_from"] = date.fromisoformat(str(data["sync_from"]))
@@ -101,6 +115,9 @@ def parse_connection_file(data):
         values["enabled"] = data["enabled"]
     tenant = _string(data["tenant"], "tenant")
     name = _string(data["name"], "name")
+    for label, value in (("tenant", tenant), ("name", name)):
+        if not SLUG_RE.fullmatch(value):
+            raise BadInput(f"{label} {value!r} may contain only letters, digits, '-' and '_' (it is used as TENANT/NAME)")
     return tenant, name, values
 
 
@@ -121,6 +138,9 @@ def apply_connection(data):
     created = conn is None
     if created:
         conn = Connection(tenant=tenant, name=name)
+    new_key = values.get("bill_webhook_security_key")
+    if not created and new_key and new_key != conn.bill_webhook_security_key and conn.bill_webhook_security_key:
+        conn.bill_webhook_previous_key = conn.bill_webhook_security_key  # still accepted while BILL switches keys
     for field, value in values.items():
         setattr(conn, field, value)
     try:

@@ -92,6 +92,11 @@ class DatabaseLimiter(_Limiter):
     def release(self, key, token):
         ConcurrencySlot.objects.filter(key=key, holder=token).update(holder=None, lease_until=None)
 
+    def renew(self, key, token, ttl):
+        """Extend a lease still held by `token`. False when it was lost (expired and taken by someone else)."""
+        return bool(ConcurrencySlot.objects.filter(key=key, holder=token).update(
+            lease_until=timezone.now() + timedelta(seconds=ttl)))
+
     def in_flight(self, key):
         return ConcurrencySlot.objects.filter(key=key, holder__isnull=False, lease_until__gte=timezone.now()).count()
 
@@ -122,6 +127,15 @@ class RedisLimiter(_Limiter):
         n = self._held.pop(token, None)
         if n is not None:
             self._release(keys=[self._slot_key(key, n)], args=[token])
+
+    _RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) "
+              "else return 0 end")
+
+    def renew(self, key, token, ttl):
+        n = self._held.get(token)
+        if n is None:
+            return False
+        return bool(self.redis.eval(self._RENEW, 1, self._slot_key(key, n), token, int(ttl * 1000)))
 
     def clear(self):
         """Drop every slot of this prefix (tests start clean)."""

@@ -123,6 +123,24 @@ class Connection(models.Model):
     def __str__(self):
         return f"{self.tenant.slug}/{self.name}"
 
+    LOGIN_FIELDS = {
+        "sap": ("sap_base_url", "sap_company_db", "sap_username", "sap_password", "sap_verify_tls", "sap_ca_bundle"),
+        "bill": ("bill_base_url", "bill_username", "bill_password", "bill_organization_id", "bill_dev_key"),
+    }
+
+    def save(self, *args, **kwargs):
+        """Saving new login details drops that side's stored session: the next call logs in with them."""
+        stale = []
+        if self.pk is not None:
+            fields = [f for names in self.LOGIN_FIELDS.values() for f in names]
+            old = type(self).objects.filter(pk=self.pk).values(*fields).first()
+            if old is not None:
+                stale = [side for side, names in self.LOGIN_FIELDS.items()
+                         if any(old[name] != getattr(self, name) for name in names)]
+        super().save(*args, **kwargs)
+        if stale:
+            RemoteSession.objects.filter(connection=self, system__in=stale).delete()
+
     @property
     def bill_events_url(self):
         if self.bill_events_base_url:

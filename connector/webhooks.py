@@ -48,6 +48,12 @@ def parse_event(body):
             data = json.loads(data)
     except (ValueError, RecursionError, UnicodeDecodeError):
         return None
+    if isinstance(data, dict) and "metadata" not in data and isinstance(data.get("payload"), str):
+        # The shape of BILL's events-list / resend API: {id, type, payload: "<the event as JSON text>"}.
+        try:
+            data = json.loads(data["payload"])
+        except (ValueError, RecursionError):
+            return None
     if not isinstance(data, dict) or not isinstance(data.get("metadata"), dict):
         return None
     meta = data["metadata"]

@@ -60,7 +60,8 @@ def read_rows(text):
         text = text[1:]  # Excel's byte-order mark
     reader = csv.DictReader(io.StringIO(text))
     reader.fieldnames = check_header(reader.fieldnames)
-    return [(n, {k: (v or "").strip() for k, v in row.items() if k}) for n, row in enumerate(reader, start=2)]
+    # reader.line_num is the file's line number (blank lines are skipped by the reader but still counted).
+    return [(reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}) for row in reader]
 
 
 class RowChecker:

@@ -166,3 +166,22 @@ def test_every_call_goes_through_the_limiter():
     bill = client()
     bill.get("/v3/vendors/1")
     assert bill.limiter.max_seen == 1 and bill.limiter.in_flight == 0
+
+
+@responses.activate
+def test_a_busy_login_is_retried_not_reported_as_wrong_credentials(no_sleep):
+    responses.add(responses.POST, f"{BASE}/v3/login",
+                  **err("BDC_1322", "Max number of concurrent requests per organization reached.", 400))
+    add_login()
+    responses.add(responses.GET, f"{BASE}/v3/login/session", json={})
+    assert "logged in" in client().ping()
+    assert len(no_sleep) == 1
+
+
+@responses.activate
+def test_a_bare_429_is_treated_as_busy(no_sleep):
+    add_login()
+    responses.add(responses.GET, f"{BASE}/v3/bills", body="Too Many Requests", status=429)
+    responses.add(responses.GET, f"{BASE}/v3/bills", json={"results": []})
+    assert client().get("/v3/bills") == {"results": []}
+    assert len(no_sleep) == 1

@@ -176,3 +176,40 @@ def test_optional_extras_of_the_connection_file():
     with pytest.raises(BadInput, match="sap.cancel_payment_on_void must be true or false"):
         apply_connection(connection_file("http://sap.test:50000", "http://bill.test",
                                          sap={"cancel_payment_on_void": "yes"}))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_new_credentials_are_used_at_once_not_the_stored_session(conn):
+    from connector.models import RemoteSession
+    from connector.sync.runner import run_sync
+
+    assert run_sync(conn, ["reference"]).status == "ok"
+    assert set(RemoteSession.objects.filter(connection=conn).values_list("system", flat=True)) == {"sap", "bill"}
+    data = connection_file(conn.sap_base_url.rsplit("/b1s", 1)[0], conn.bill_base_url.rsplit("/connect", 1)[0],
+                           sap={"password": "wrong"})
+    conn, _ = apply_connection(data)
+    assert list(RemoteSession.objects.filter(connection=conn).values_list("system", flat=True)) == ["bill"]
+    run = run_sync(conn, ["reference"])
+    assert run.status == "failed" and "wrong SAP user name or password" in run.error
+
+
+@pytest.mark.django_db
+def test_applying_a_file_is_declarative_for_optional_keys():
+    """A key removed from the file goes back to its default (the webhook security key excepted)."""
+    conn, _ = apply_connection(connection_file(
+        "http://sap.test:50000", "http://bill.test", enabled=False, schedule={"cron": "0 * * * *"},
+        sap={"verify_tls": False, "invoice_filter": "U_OK eq 'Y'"}, bill={"webhook_security_key": "k1"}))
+    conn, _ = apply_connection(connection_file("http://sap.test:50000", "http://bill.test"))
+    got = (conn.enabled, conn.sap_verify_tls, conn.invoice_extra_filter, conn.schedule_cron, conn.schedule_minutes)
+    assert got == (True, True, "", "", 15)
+    assert conn.bill_webhook_security_key == "k1"
+    conn, _ = apply_connection(connection_file("http://sap.test:50000", "http://bill.test",
+                                               bill={"webhook_security_key": "k2"}))
+    assert (conn.bill_webhook_security_key, conn.bill_webhook_previous_key) == ("k2", "k1")
+
+
+@pytest.mark.parametrize("tenant", ["acme/eu", "acme eu", ""])
+@pytest.mark.django_db
+def test_tenant_must_be_a_slug(tenant):
+    with pytest.raises(BadInput, match="tenant"):
+        apply_connection(connection_file("http://sap.test:50000", "http://bill.test", tenant=tenant))

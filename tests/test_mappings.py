@@ -280,3 +280,17 @@ def test_import_only_touches_the_named_connection(conn, sap_sim, bill_sim, tmp_p
     assert mapping_set(conn) == {}
     mapped = SapAccount.objects.get(connection=other, code="6100")
     assert mapped.bill_account.connection_id == other.pk
+
+
+@pytest.mark.django_db
+def test_import_errors_count_blank_lines_and_reject_non_utf8(conn, tmp_path):
+    from mappings.csvio import MappingImportError, read_rows
+
+    rows = read_rows("kind,sap_code,bill_id\n\naccount,6100,0ca01SBX00000006100\n\nnope,1,2\n")
+    assert [n for n, _ in rows] == [3, 5]
+    with pytest.raises(MappingImportError):
+        read_rows("sap_code,bill_id\n")
+    latin1 = tmp_path / "excel.csv"
+    latin1.write_bytes("kind,sap_code,bill_id\naccount,6100,Caf\xe9\n".encode("latin-1"))
+    code, _, err = run_cli("mappings", "import", "demo-sandbox", str(latin1))
+    assert code == 2 and "is not UTF-8" in err

@@ -203,3 +203,56 @@ def test_polling_falls_back_when_bill_refuses_the_payment_filter(conn, sap_sim, 
     summary = sync_payments(conn)
     assert summary["posted"] == 1
     assert [p["TransferReference"] for p in sap_payments(sap_sim)] == [payment["id"]]
+
+
+@pytest.mark.django_db
+def test_a_run_that_dies_after_polling_loses_no_payment(conn, sap_sim, bill_sim, billed, monkeypatch):
+    """GIVEN the poll moved its cursor past two payments WHEN the worker dies before posting them THEN the next
+    run still posts both (they were recorded as pending together with the cursor)."""
+    from connector.sync import payments as payments_module
+
+    clock = [1_800_000_000.0]
+    bill_sim._clock = lambda: clock[0]  # the simulator's clock: the two payments are an hour apart
+    early = bill_sim.pay_bills([(billed["A-1"].bill_id, "100.00")])
+    clock[0] += 3600
+    late = bill_sim.pay_bills([(billed["U-1"].bill_id, "75.00")])
+
+    def worker_killed(self, payment_id):
+        raise RuntimeError("worker killed at its task timeout")
+
+    real = payments_module.PaymentSync.handle
+    monkeypatch.setattr(payments_module.PaymentSync, "handle", worker_killed)
+    with pytest.raises(RuntimeError):
+        run_sync(conn, ["payments"])
+    assert set(PaymentRecord.objects.values_list("bill_payment_id", "status")) == {
+        (early["id"], "pending"), (late["id"], "pending")}
+    monkeypatch.setattr(payments_module.PaymentSync, "handle", real)
+    assert sync_payments(conn)["posted"] == 2
+    assert {p["TransferReference"] for p in sap_payments(sap_sim)} == {early["id"], late["id"]}
+
+
+@pytest.mark.django_db
+def test_sync_lists_payments_that_need_attention(conn, sap_sim, bill_sim, billed):
+    from tests.test_connections import run_cli
+
+    conn.sap_payment_account = ""
+    conn.save()
+    payment = bill_sim.pay_bills([(billed["A-1"].bill_id, "100.00")])
+    code, out, _ = run_cli("sync", "demo-sandbox", "--step", "payments")
+    record = PaymentRecord.objects.get(bill_payment_id=payment["id"])
+    assert code == 0 and record.status == "flagged"
+    assert (f"  payment {payment['id']} (record {record.pk}, V1000) [flagged]: no SAP payment account is set for this "
+            "connection (sap.payment_account): set it, then replay this payment") in out.splitlines()
+
+
+@pytest.mark.parametrize("payment,state", [
+    ({"status": "PAID"}, "paid"), ({"status": "SCHEDULED", "singleStatus": "PROCESSED"}, "paid"),
+    ({"status": "PROCESSED"}, "paid"), ({"status": "CLEARED"}, "paid"), ({"status": "SCHEDULED"}, "waiting"),
+    ({"status": "APPROVING", "singleStatus": "SCHEDULED"}, "waiting"), ({"status": "VOID"}, "undone"),
+    ({"status": "PAID", "singleStatus": "VOIDED"}, "undone"), ({"status": "FAILED"}, "undone"),
+    ({"singleStatus": "FUNDING_FAILED_VOIDED"}, "undone"), ({}, "waiting"),
+])
+def test_payment_states_in_either_vocabulary(payment, state):
+    from connector.sync.payments import payment_state
+
+    assert payment_state(payment) == state

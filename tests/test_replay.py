@@ -39,7 +39,7 @@ def ready(conn):
 def bills_of(bill_sim, doc_entry):
     """BILL bills (not archived) made for one SAP invoice, found by our marker."""
     return [b for b in bill_sim.entities("bills")
-            if f"[SAP DocEntry {doc_entry}]" in (b.get("description") or "") and not b.get("archived")]
+            if f"[SAP SBODEMOUS DocEntry {doc_entry}]" in (b.get("description") or "") and not b.get("archived")]
 
 
 def record(conn, doc_entry):

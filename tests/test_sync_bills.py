@@ -21,9 +21,10 @@ from connector.clients.errors import TransportError
 from connector.clients.sap import SapClient
 from connector.limiter import get_limiter
 from connector.models import Connection, InvoiceRecord, SyncCursor, SyncRun
+from connector.sandbox.catalog import SAP_COMPANY_DB as COMPANY
 from connector.sync import bills as bills_module
 from connector.sync.bills import STREAM, BillIndex, BillSync, delta_filter
-from connector.sync.coding import marker
+from connector.sync.coding import marker, marker_in
 from connector.sync.runner import AlreadyRunning, run_sync
 from connector.sync.vendors import VendorAligner
 from mappings.models import BillAccount, BillDepartment, SapAccount, SapCostCenter, VendorLink
@@ -61,7 +62,7 @@ def line(account, amount, tax="EX", center="ADMIN", text=None, **extra):
 
 def bills_of(bill_sim, doc_entry, archived=False):
     return [b for b in bill_sim.entities("bills")
-            if (b.get("description") or "").endswith(marker(doc_entry)) and b["archived"] == archived]
+            if (b.get("description") or "").endswith(marker(doc_entry, COMPANY)) and b["archived"] == archived]
 
 
 def the_bill(bill_sim, doc_entry):
@@ -74,7 +75,7 @@ def assert_one_bill_each(bill_sim, doc_entries):
     counts = {}
     for b in bill_sim.entities("bills"):
         if not b["archived"]:
-            entry = int(b["description"].rsplit("[SAP DocEntry ", 1)[1].rstrip("]"))
+            entry = marker_in(b["description"])[1]
             counts[entry] = counts.get(entry, 0) + 1
     assert {e: counts.get(e, 0) for e in doc_entries} == dict.fromkeys(doc_entries, 1)
     assert sum(counts.values()) == len(doc_entries)
@@ -302,7 +303,8 @@ def test_every_line_is_coded_with_its_account_department_and_the_header(ready, s
     assert bill["vendorId"] == link.bill_vendor_id
     assert bill["invoice"] == {"invoiceNumber": "NW-7", "invoiceDate": recent_day(5).isoformat()}
     assert bill["dueDate"] == (recent_day(5) + timedelta(days=45)).isoformat()
-    assert bill["description"] == f"SAP A/P invoice {doc['DocNum']} – vendor ref NW-7: monthly [SAP DocEntry {doc['DocEntry']}]"
+    assert bill["description"] == (
+        f"SAP A/P invoice {doc['DocNum']} – vendor ref NW-7: monthly [SAP SBODEMOUS DocEntry {doc['DocEntry']}]")
     got = [(li["description"], f"{Decimal(str(li['amount'])):.2f}", li["classifications"].get("chartOfAccountId"),
             li["classifications"].get("departmentId")) for li in bill["billLineItems"]]
     assert got == [
@@ -884,3 +886,41 @@ def test_every_outcome_is_on_the_audit_trail(ready, sap_sim, bill_sim):
         f"Created BILL bill {record(ready, doc).bill_id}"]
     held_events = list(trail.timeline(record(ready, held)))
     assert [e.after for e in held_events] == [{"status": "held", "last_error": record(ready, held).last_error}]
+
+
+def test_two_sap_companies_billing_into_one_bill_org_never_take_each_others_bills(db, sap_sim, bill_sim):
+    """GIVEN two SAP companies whose invoices share a DocEntry WHEN both sync into the same BILL organization
+    THEN each gets its own bill: the marker names the company, so neither adopts (or overwrites) the other's."""
+    from connector.connections import apply_connection
+    from connector.sandbox.sap import SapSimulator
+    from connector.sandbox.server import serve
+    from tests.conftest import connection_file
+    from tests.test_payments import map_everything
+
+    other = SapSimulator(company_db="SBO_SECOND")
+    server = serve(other)
+    try:
+        first, _ = apply_connection(connection_file(sap_sim.url, bill_sim.url, name="company-a"))
+        second, _ = apply_connection(connection_file(server.url, bill_sim.url, name="company-b",
+                                                     sap={"company_db": "SBO_SECOND"}))
+        a = sap_sim.add_invoice("V1000", [line("6100", "100.00")], num_at_card="SAME-REF")
+        b = other.add_invoice("V1000", [line("6100", "999.00")], num_at_card="SAME-REF")
+        assert a["DocEntry"] == b["DocEntry"]
+        for conn in (first, second):
+            run_sync(conn, ["reference"])
+            map_everything(conn)
+            run_sync(conn, ["vendors", "bills"])
+        ra, rb = InvoiceRecord.objects.get(connection=first), InvoiceRecord.objects.get(connection=second)
+        assert ra.status == rb.status == Status.SYNCED and ra.bill_id != rb.bill_id
+        amounts = {bill["id"]: Decimal(str(bill["amount"])) for bill in bill_sim.entities("bills")}
+        assert (amounts[ra.bill_id], amounts[rb.bill_id]) == (Decimal("100.00"), Decimal("999.00"))
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("rendered", ["13:45:07", "134507", "13:45:07.0000000", "PT13H45M7S", "1899-12-30T13:45:07"])
+def test_update_time_renderings_give_one_cursor_stamp(rendered):
+    from connector.sync.bills import stamp_of
+
+    assert stamp_of({"UpdateDate": "2026-03-01T00:00:00Z", "UpdateTime": rendered}) == "2026-03-01T13:45:07"
+    assert stamp_of({"UpdateDate": "2026-03-01", "UpdateTime": "13:45"}) == "2026-03-01T13:45:00"

@@ -49,9 +49,10 @@ def test_sync_bills_prints_progress_a_summary_and_the_records_that_need_attentio
     assert "bills:" in lines and "  read 2 changed invoices from SAP" in lines and "  processed 2 invoices" in lines
     assert ("bills: read 2, created 1, adopted 0, updated 0, archived 0, held 1, failed 0, flagged 0, skipped 0, "
             "unchanged 0, busy 0") in lines
-    assert "records that need attention:" in lines
-    assert (f"  invoice {held['DocNum']} (DocEntry {held['DocEntry']}, V1001) [held]: SAP account 6900 Insurance "
-            "(line 1) has no BILL mapping: map it to a BILL account") in lines
+    assert "records that need attention (replay takes the record number):" in lines
+    record = InvoiceRecord.objects.get(doc_entry=held["DocEntry"])
+    assert (f"  invoice {held['DocNum']} (record {record.pk}, DocEntry {held['DocEntry']}, V1001) [held]: SAP account "
+            "6900 Insurance (line 1) has no BILL mapping: map it to a BILL account") in lines
     assert lines[-1].startswith("done: completed with failed records in ")
     the_bill(bill_sim, ok["DocEntry"])
     run = SyncRun.objects.get()
@@ -166,7 +167,7 @@ def test_dry_run_shows_bills_and_their_coding_and_writes_nothing_anywhere(conn, 
     assert any(text.startswith("  would hold SAP invoice ") and "(V1001): SAP account 6900 Insurance (line 1) has no "
                "BILL mapping" in text for text in lines)
     assert sum(text.startswith("  would create bill for ") for text in lines) == 13
-    assert "records that need attention:" not in out  # a dry run lists what it would do, not the ledger
+    assert "records that need attention" not in out  # a dry run lists what it would do, not the ledger
 
     # nothing was recorded, so the real run that follows does all of it
     code, out, _ = run_cli("sync", NAME, "--step", "bills")

@@ -111,7 +111,9 @@ def test_a_frozen_supplier_is_reported_not_dropped(conn, bill_sim):
     assert code == 0, err
     frozen = link(conn, "V1009")
     assert frozen.status == Status.INVALID and "frozen" in frozen.last_error and "Unfreeze it in SAP" in frozen.last_error
-    assert "vendor V1009 [invalid]" in out and "vendor V1003 [review]" in out
+    review = link(conn, "V1003")
+    assert f"  vendor V1009 (record {frozen.pk}) [invalid]: {frozen.last_error}" in out.splitlines()
+    assert f"  vendor V1003 (record {review.pk}) [review]: {review.last_error}" in out.splitlines()
     assert not named(bill_sim, "Frozen Foods Supply")
 
 

@@ -133,3 +133,9 @@ def test_a_connection_without_a_key_accepts_nothing(db):
 
 def test_get_is_not_allowed(hook_conn):
     assert Client().get(f"/webhooks/bill/{hook_conn.webhook_token}/").status_code == 405
+
+
+def test_an_event_wrapped_as_the_resend_api_shape_is_accepted(hook_conn):
+    wrapped = json.dumps({"id": "e1", "type": "payment.updated", "payload": event_body("wrapped-1").decode()}).encode()
+    assert post(hook_conn, wrapped).status_code == 200
+    assert WebhookEvent.objects.get().event_id == "wrapped-1"

@@ -126,9 +126,18 @@ class BillClient:
                 "username": self.username, "password": self._password,
                 "organizationId": self.organization_id, "devKey": self._dev_key,
             }
-            resp = self._send("POST", f"{self.base_url}/v3/login", "/v3/login", 1, json_body=body, auth=False)
+            busy_retries = 0
+            while True:
+                resp = self._send("POST", f"{self.base_url}/v3/login", "/v3/login", busy_retries + 1, json_body=body,
+                                  auth=False)
+                code, message = parse_bill_error(resp) if resp.status_code != 200 else (None, "")
+                if not self._busy(resp, code) or not self._wait_when_busy(busy_retries):
+                    break
+                busy_retries += 1
             if resp.status_code != 200:
-                code, message = parse_bill_error(resp)
+                if self._busy(resp, code):
+                    raise BillRateLimited(f"BILL kept answering 'too many concurrent requests' to the login: {message}",
+                                          status=resp.status_code, code=code, path="/v3/login")
                 self._raise_for_limits(resp, code, message)
                 if code in LOGIN_FAILED_CODES or resp.status_code in (400, 401, 403):
                     raise BillLoginFailed(self._login_failure_words(code, message), status=resp.status_code, code=code)
@@ -215,11 +224,9 @@ class BillClient:
                 relogged = True
                 self.login(stale_generation=self._generation)
                 continue
-            if code == TOO_MANY_IN_FLIGHT:
+            if self._busy(resp, code):
                 # Someone else (another integration on this org) is using the budget too: back off and retry.
-                if busy_retries < self.max_rate_limit_retries:
-                    delay = min(self.backoff_max, self.backoff_initial * (2**busy_retries))
-                    time.sleep(random.uniform(delay / 2, delay))
+                if self._wait_when_busy(busy_retries):
                     busy_retries += 1
                     continue
                 raise BillRateLimited(
@@ -228,6 +235,19 @@ class BillClient:
                 )
             self._raise_for_limits(resp, code, message)
             raise self._error(resp.status_code, code, message, path, relogged)
+
+    @staticmethod
+    def _busy(resp, code):
+        """BDC_1322, whatever its HTTP status; also a bare 429 without a BILL code."""
+        return code == TOO_MANY_IN_FLIGHT or (resp.status_code == 429 and code in (None, ""))
+
+    def _wait_when_busy(self, retries_so_far):
+        """Sleep a jittered, growing delay; False when the retries are used up."""
+        if retries_so_far >= self.max_rate_limit_retries:
+            return False
+        delay = min(self.backoff_max, self.backoff_initial * (2**retries_so_far))
+        time.sleep(random.uniform(delay / 2, delay))
+        return True
 
     @staticmethod
     def _error(status, code, message, path, relogged):

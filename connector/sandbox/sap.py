@@ -749,9 +749,10 @@ class SapSimulator:
     `clock` is a callable returning the server-local naive datetime used for UpdateDate/UpdateTime.
     """
 
-    def __init__(self, *, seed=True, clock=None):
+    def __init__(self, *, seed=True, clock=None, company_db=catalog.SAP_COMPANY_DB):
         self._lock = threading.RLock()
         self._rng = random.Random(0)
+        self.company_db = company_db  # the one company database this server has
         self.clock = clock
         self.clock_offset = timedelta(0)
         # knobs
@@ -939,7 +940,7 @@ class SapSimulator:
         return _json_response(ctx.version, 200, body, cookies)
 
     def _open_session(self, body: dict) -> str:
-        if body.get("CompanyDB") != catalog.SAP_COMPANY_DB:
+        if body.get("CompanyDB") != self.company_db:
             raise SapError(401, -306, LOGIN_FAILED_MESSAGE)
         if body.get("UserName") != catalog.SAP_USER or body.get("Password") != catalog.SAP_PASSWORD:
             raise SapError(401, -304, LOGIN_FAILED_MESSAGE)

@@ -15,6 +15,7 @@ in bulk after each BILL request (outcome fields only, never the SAP document ano
 
 import hashlib
 import json
+import re
 import time
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -28,7 +29,7 @@ from audit.models import AuditEvent
 from connector.clients.errors import BillError, BillNotFound, RemoteError, ResponseLost
 from connector.models import InvoiceRecord, SyncCursor
 
-from .coding import MappingBook, bill_total, code_invoice, description, invoice_number, marker, money
+from .coding import MappingBook, bill_total, code_invoice, description, invoice_number, marker, marker_in, money
 from .vendors import VendorAligner
 
 Status = InvoiceRecord.Status
@@ -56,13 +57,31 @@ READ_FIELDS = ["doc_num", "card_code", "card_name", "invoice_number", "doc_date"
                "sap_updated", "sap_state", "document", "status", "next_step", "last_error", "attempts", "updated_at"]
 
 
+_DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)(?:\.\d+)?S)?$")
+_CLOCK = re.compile(r"^(\d{1,2}):?(\d{2})(?::?(\d{2}))?")
+
+
+def _clock_of(value):
+    """'HH:MM:SS' from the time renderings SAP versions use: '13:45:07', '13:45', '134507', '13:45:07.0000000',
+    an OData duration 'PT13H45M7S', or a datetime '1899-12-30T13:45:07'. Unknown → midnight (re-read, never skipped)."""
+    text = str(value or "").strip()
+    if "T" in text and not text.startswith("PT"):
+        text = text.split("T", 1)[1]
+    match = _DURATION.match(text)
+    if match:
+        hours, minutes, seconds = (int(x or 0) for x in match.groups())
+    else:
+        match = _CLOCK.match(text)
+        if not match:
+            return "00:00:00"
+        hours, minutes, seconds = (int(x or 0) for x in match.groups())
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}"
+
+
 def stamp_of(doc):
     """'2026-03-01T23:59:10' from UpdateDate (v1 '2026-03-01' or v2 '2026-03-01T00:00:00Z') and UpdateTime."""
     day = str(doc.get("UpdateDate") or "")[:10]
-    clock = str(doc.get("UpdateTime") or "00:00:00")
-    if len(clock) == 5:
-        clock += ":00"
-    return f"{day}T{clock[:8]}"
+    return f"{day}T{_clock_of(doc.get('UpdateTime'))}"
 
 
 def delta_filter(cursor_stamp, sync_from):
@@ -481,7 +500,9 @@ class BillSync:
             return
         by_marker = {}
         for bill_obj in created or []:
-            by_marker[_marker_in(bill_obj.get("description"))] = bill_obj
+            found = marker_in(bill_obj.get("description"))
+            if found and found[0] == self.index.company:
+                by_marker[found[1]] = bill_obj
         self._log_exchange(batch, started, 201, "", by_marker)
         missing = []
         for record in batch:
@@ -742,18 +763,6 @@ def _state_words(bill_obj):
     return f"{status} (paid {money(bill_obj.get('paidAmount'))}, scheduled {money(bill_obj.get('scheduledAmount'))})"
 
 
-def _marker_in(text):
-    text = text or ""
-    start = text.rfind("[SAP DocEntry ")
-    if start < 0:
-        return None
-    end = text.find("]", start)
-    try:
-        return int(text[start + len("[SAP DocEntry "):end])
-    except ValueError:
-        return None
-
-
 class BillIndex:
     """The BILL bills of the vendors we are about to bill, read once per run: ours by marker, others by number.
 
@@ -764,6 +773,7 @@ class BillIndex:
     def __init__(self, bill, connection):
         self.bill = bill
         self.connection = connection
+        self.company = re.sub(r"\s", "_", connection.sap_company_db or "")
         self.loaded = set()
         self.by_marker = {}
         self.foreign_numbers = {}
@@ -780,9 +790,11 @@ class BillIndex:
     def remember(self, bill_obj):
         if bill_obj.get("archived"):
             return
-        doc_entry = _marker_in(bill_obj.get("description"))
-        if doc_entry is not None:
-            self.by_marker[doc_entry] = {k: bill_obj.get(k) for k in ("id", "amount", "paymentStatus")}
+        found = marker_in(bill_obj.get("description"))
+        if found is not None:
+            company, doc_entry = found
+            if company == self.company:  # another SAP company's bill in the same BILL org is not ours, nor a duplicate
+                self.by_marker[doc_entry] = {k: bill_obj.get(k) for k in ("id", "amount", "paymentStatus")}
         else:
             number = (bill_obj.get("invoice") or {}).get("invoiceNumber")
             self.foreign_numbers[(bill_obj.get("vendorId"), number)] = {"id": bill_obj.get("id")}

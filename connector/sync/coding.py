@@ -6,13 +6,14 @@ cent: lines after the header discount, tax on the tax account of each tax code, 
 account, and any rounding difference on the largest line.
 """
 
+import re
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
 CENT = Decimal("0.01")
 # A difference above this between our lines and SAP's total is not rounding: something was not coded.
 ROUNDING_TOLERANCE = Decimal("1.00")
-MARKER = "[SAP DocEntry {}]"
+MARKER_RE = re.compile(r"\[SAP (?:(\S+) )?DocEntry (\d+)\]")
 COSTING_FIELDS = ("CostingCode", "CostingCode2", "CostingCode3", "CostingCode4", "CostingCode5")
 
 
@@ -20,9 +21,20 @@ def money(value):
     return Decimal(str(value or 0)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def marker(doc_entry):
-    """Put in every bill's description: finds our bill again even when invoice numbers repeat."""
-    return MARKER.format(doc_entry)
+def marker(doc_entry, company=""):
+    """Put in every bill's description: finds our bill again even when invoice numbers repeat. The SAP company
+    is part of it because several SAP companies may bill into one BILL organization (DocEntry is per company)."""
+    company = re.sub(r"\s", "_", company or "")
+    return f"[SAP {company} DocEntry {doc_entry}]" if company else f"[SAP DocEntry {doc_entry}]"
+
+
+def marker_in(text):
+    """(company, doc_entry) of the last marker in a bill description, or None."""
+    found = MARKER_RE.findall(text or "")
+    if not found:
+        return None
+    company, doc_entry = found[-1]
+    return company, int(doc_entry)
 
 
 @dataclass
@@ -35,12 +47,13 @@ class MappingBook:
     expense_types: dict = field(default_factory=dict)  # code (str) -> (expense account code, name)
     vendors: dict = field(default_factory=dict)  # CardCode -> (bill_vendor_id | None, status, last_error)
     currencies: frozenset = frozenset({"USD"})
+    company: str = ""  # the SAP company database: part of each bill's marker
 
     @classmethod
     def load(cls, connection):
         from mappings.models import SapAccount, SapCostCenter, SapExpenseType, SapTaxCode, VendorLink
 
-        book = cls()
+        book = cls(company=connection.sap_company_db)
         for row in SapAccount.objects.filter(connection=connection).select_related("bill_account"):
             target = row.bill_account
             book.accounts[row.code] = (
@@ -93,14 +106,14 @@ def invoice_number(doc):
     return (doc.get("NumAtCard") or "").strip() or str(doc.get("DocNum"))
 
 
-def description(doc):
+def description(doc, company=""):
     parts = [f"SAP A/P invoice {doc.get('DocNum')}"]
     if (doc.get("NumAtCard") or "").strip():
         parts.append(f"vendor ref {doc['NumAtCard'].strip()}")
     text = " – ".join(parts)
     if doc.get("Comments"):
         text += f": {doc['Comments']}"
-    return f"{text[:3900]} {marker(doc['DocEntry'])}"
+    return f"{text[:3900]} {marker(doc['DocEntry'], company)}"
 
 
 def sap_date(value):
@@ -184,7 +197,7 @@ def code_invoice(doc, book):
         "vendorId": vendor_id,
         "invoice": {"invoiceNumber": invoice_number(doc), "invoiceDate": sap_date(doc.get("TaxDate") or doc.get("DocDate"))},
         "dueDate": sap_date(doc.get("DocDueDate") or doc.get("DocDate")),
-        "description": description(doc),
+        "description": description(doc, book.company),
         "billLineItems": [
             {**ln, "amount": float(ln["amount"])} for ln in lines
         ],

@@ -37,9 +37,11 @@ def payment_state(payment):
     """'paid', 'undone' (void/cancelled/failed) or 'waiting' (scheduled, approving, in flight)."""
     status = (payment.get("status") or "").upper()
     single = (payment.get("singleStatus") or "").upper()
-    if status in UNDONE_STATUSES or single in UNDONE_SINGLE:
+    # Webhooks carry single-status values in `status`; accept either vocabulary in either field.
+    states = {status, single}
+    if states & (UNDONE_STATUSES | UNDONE_SINGLE):
         return "undone"
-    if status in PAID_STATUSES or single in PAID_SINGLE:
+    if states & (PAID_STATUSES | PAID_SINGLE):
         return "paid"
     return "waiting"
 
@@ -83,15 +85,29 @@ class PaymentSync:
             events = events.filter(pk__in=only)
         ids = set()
         for event in events.order_by("received_at"):
-            ids.update(self._payment_ids_of(event))
+            found = self._payment_ids_of(event)
+            ids.update(found)
             self.summary["events"] += 1
             if not self.dry_run:
                 relevant = event.event_type.startswith(("payment.", "bill."))
-                WebhookEvent.objects.filter(pk=event.pk).update(
-                    status=WebhookEvent.Status.PROCESSED if relevant else WebhookEvent.Status.IGNORED,
-                    processed_at=timezone.now(), attempts=event.attempts + 1,
-                )
+                with transaction.atomic():
+                    # The payment is in our ledger (pending) before the event counts as processed: a crash
+                    # between here and posting leaves a pending record the next run picks up.
+                    self._remember(found)
+                    WebhookEvent.objects.filter(pk=event.pk).update(
+                        status=WebhookEvent.Status.PROCESSED if relevant else WebhookEvent.Status.IGNORED,
+                        processed_at=timezone.now(), attempts=event.attempts + 1,
+                    )
         return ids
+
+    def _remember(self, payment_ids):
+        """Make sure each payment has a ledger row (pending until handled)."""
+        known = set(PaymentRecord.objects.filter(connection=self.connection, bill_payment_id__in=payment_ids)
+                    .values_list("bill_payment_id", flat=True))
+        PaymentRecord.objects.bulk_create(
+            [PaymentRecord(connection=self.connection, bill_payment_id=pid) for pid in sorted(set(payment_ids) - known)],
+            ignore_conflicts=True,
+        )
 
     def _payment_ids_of(self, event):
         payload = event.payload or {}
@@ -120,11 +136,14 @@ class PaymentSync:
             updated = payment.get("updatedTime")
             if updated and (newest is None or updated > newest):
                 newest = updated
-        if newest and newest != since and not self.dry_run:
-            # Payments found are handled in this same run, and records keep any failure: safe to move on.
-            SyncCursor.objects.update_or_create(
-                connection=self.connection, stream=STREAM, defaults={"value": {"updated": newest}}
-            )
+        if not self.dry_run:
+            # The cursor moves only together with the ledger rows of what it covers (pending until handled).
+            with transaction.atomic():
+                self._remember(ids)
+                if newest and newest != since:
+                    SyncCursor.objects.update_or_create(
+                        connection=self.connection, stream=STREAM, defaults={"value": {"updated": newest}}
+                    )
         return ids
 
     def _payments_since(self, start_text):
@@ -324,9 +343,13 @@ class PaymentSync:
             self._set(record, Status.REVERSED, "", f"Cancelled SAP outgoing payment {record.sap_doc_num}")
             self.summary["reversed"] += 1
             return
-        if record.status in (Status.POSTING,):
+        if record.status in (Status.POSTING, Status.FAILED) and not self.dry_run:
             # We may have posted it already without knowing: make sure before declaring "nothing posted".
-            existing = self.find_sap_payment(record.bill_payment_id)
+            try:
+                existing = self.find_sap_payment(record.bill_payment_id)
+            except RemoteError as exc:
+                self._fail(record, f"BILL voided the payment; could not check SAP for a posted one: {exc}")
+                return
             if existing:
                 self._posted(record, existing, "Found an SAP payment for a payment BILL then voided")
                 return self._undone(record)

@@ -5,6 +5,7 @@ time (a one-slot lease); a second one started meanwhile reports that and does no
 """
 
 import contextlib
+import threading
 import traceback
 
 from django.utils import timezone
@@ -19,22 +20,64 @@ from connector.models import SyncRun
 STEPS = ("reference", "vendors", "bills", "payments")
 
 
+RUN_LEASE = 180  # seconds; renewed every RUN_RENEW while the cycle runs, so a killed run blocks for 3 minutes at most
+RUN_RENEW = 60
+
+
 class AlreadyRunning(Exception):
     pass
+
+
+class _Heartbeat(threading.Thread):
+    """Keeps the one-cycle-per-connection lease alive while a cycle runs (a killed process stops renewing it)."""
+
+    def __init__(self, limiter, key, token):
+        super().__init__(name=f"lease-{key}", daemon=True)
+        self.limiter, self.key, self.token = limiter, key, token
+        self.stopped = threading.Event()
+
+    def run(self):
+        from django.db import connections
+
+        try:
+            while not self.stopped.wait(RUN_RENEW):
+                self.limiter.renew(self.key, self.token, RUN_LEASE)
+        finally:
+            connections.close_all()
+
+    def stop(self):
+        self.stopped.set()
+        self.join(5)
 
 
 def run_sync(connection, steps=STEPS, *, trigger="cli", actor="", dry_run=False, out=None, sap=None, bill=None):
     """Run the given steps in order; return the SyncRun. Remote failures are recorded on the run, not raised."""
     out = out or (lambda line: None)
     steps = [s for s in STEPS if s in steps]
-    limiter = get_limiter()
     # A dry run writes nothing of ours either (no run record, no audit rows); it needs no run lock.
-    token = None
-    if not dry_run:
-        try:
-            token = limiter.acquire(f"run:{connection.pk}", 1, ttl=3600, wait=0)
-        except SlotTimeout:
-            raise AlreadyRunning(f"another sync of {connection} is running; try again when it has finished") from None
+    with contextlib.nullcontext() if dry_run else cycle_lock(connection):
+        return _run_steps(connection, steps, trigger, actor, dry_run, out, sap, bill)
+
+
+@contextlib.contextmanager
+def cycle_lock(connection, wait=0):
+    """One cycle (sync or replay) per connection at a time, across every process: a lease kept alive while held."""
+    limiter = get_limiter()
+    key = f"run:{connection.pk}"
+    try:
+        token = limiter.acquire(key, 1, ttl=RUN_LEASE, wait=wait)
+    except SlotTimeout:
+        raise AlreadyRunning(f"another sync of {connection} is running; try again when it has finished") from None
+    heartbeat = _Heartbeat(limiter, key, token)
+    heartbeat.start()
+    try:
+        yield
+    finally:
+        heartbeat.stop()
+        limiter.release(key, token)
+
+
+def _run_steps(connection, steps, trigger, actor, dry_run, out, sap, bill):
     run = SyncRun(connection=connection, trigger=trigger, steps=",".join(steps), dry_run=dry_run)
     if not dry_run:
         run.save()
@@ -62,7 +105,6 @@ def run_sync(connection, steps=STEPS, *, trigger="cli", actor="", dry_run=False,
         run.finished_at = timezone.now()
         if not dry_run:
             run.save()
-            limiter.release(f"run:{connection.pk}", token)
     return run
 
 

@@ -27,17 +27,26 @@ class Command(OperatorCommand):
         self.stdout.write(f"done: {run.get_status_display()} in {(run.finished_at - run.started_at).total_seconds():.1f}s")
 
     def _list_problems(self, conn, run):
-        from connector.models import InvoiceRecord
+        """Failed, held and flagged records of the steps that ran, with what to do (and the id `replay` takes)."""
+        from connector.models import InvoiceRecord, PaymentRecord
         from mappings.models import VendorLink
 
-        if run.dry_run or not {"vendors", "bills"} & set(run.steps.split(",")):
+        steps = set(run.steps.split(","))
+        if run.dry_run:
             return
-        problems = list(InvoiceRecord.objects.filter(
-            connection=conn, status__in=["held", "failed", "flagged"]).order_by("doc_entry")[:50])
-        vendors = list(VendorLink.objects.filter(connection=conn, status__in=["review", "failed", "invalid"])[:50])
-        if problems or vendors:
-            self.stdout.write("records that need attention:")
-        for v in vendors:
-            self.stdout.write(f"  vendor {v.card_code} [{v.status}]: {v.last_error}")
-        for r in problems:
-            self.stdout.write(f"  invoice {r.doc_num} (DocEntry {r.doc_entry}, {r.card_code}) [{r.status}]: {r.last_error}")
+        lines = []
+        if steps & {"vendors", "bills"}:
+            for v in VendorLink.objects.filter(connection=conn, status__in=["review", "failed", "invalid"])[:50]:
+                lines.append(f"  vendor {v.card_code} (record {v.pk}) [{v.status}]: {v.last_error}")
+        if "bills" in steps:
+            for r in InvoiceRecord.objects.filter(
+                    connection=conn, status__in=["held", "failed", "flagged"]).order_by("doc_entry")[:50]:
+                lines.append(f"  invoice {r.doc_num} (record {r.pk}, DocEntry {r.doc_entry}, {r.card_code}) "
+                             f"[{r.status}]: {r.last_error}")
+        if "payments" in steps:
+            for p in PaymentRecord.objects.filter(connection=conn, status__in=["failed", "flagged"])[:50]:
+                lines.append(f"  payment {p.bill_payment_id} (record {p.pk}, {p.card_code or '-'}) [{p.status}]: "
+                             f"{p.last_error}")
+        if lines:
+            self.stdout.write("records that need attention (replay takes the record number):")
+            self.stdout.write("\n".join(lines))

@@ -40,6 +40,8 @@ class Command(OperatorCommand):
                 text = fh.read()
         except OSError as exc:
             raise BadInputError(f"cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise BadInputError(f"{path} is not UTF-8 text (byte {exc.start}): save the CSV as UTF-8 and import again") from None
         if not reference_loaded(conn):
             self.stdout.write("reference data never loaded: fetching it from SAP and BILL first")
             try:
