@@ -480,6 +480,17 @@ def test_cancel_in_sap_archives_the_unpaid_bill(ready, sap_sim, bill_sim):
     assert sync(ready).summary["bills"]["archived"] == 0  # once
 
 
+def test_cancel_is_seen_even_when_sap_does_not_touch_the_original(ready, sap_sim, bill_sim):
+    """GIVEN a Service Layer where cancelling leaves the original's UpdateDate alone (unconfirmed either way)
+    WHEN only the cancellation document shows up in the delta THEN its BaseEntry leads to the original."""
+    sap_sim.touch_original_on_cancel = False
+    doc = sap_sim.add_invoice("V1000", [line("6100", "75.00")])["DocEntry"]
+    sync(ready)
+    sap_sim.cancel_invoice(doc)
+    assert sync(ready).summary["bills"]["archived"] == 1
+    assert bills_of(bill_sim, doc) == [] and record(ready, doc).status == Status.ARCHIVED
+
+
 def test_invoice_closed_in_sap_because_it_was_paid_keeps_its_bill(ready, sap_sim, bill_sim):
     doc = sap_sim.add_invoice("V1000", [line("6100", "60.00")])
     sync(ready)

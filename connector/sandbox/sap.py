@@ -753,6 +753,9 @@ class SapSimulator:
         self._lock = threading.RLock()
         self._rng = random.Random(0)
         self.company_db = company_db  # the one company database this server has
+        # Whether cancelling an invoice bumps the original's UpdateDate/UpdateTime (UNCONFIRMED in the fact
+        # sheet): off, only the new cancellation document shows up in a delta read.
+        self.touch_original_on_cancel = True
         self.clock = clock
         self.clock_offset = timedelta(0)
         # knobs
@@ -1795,9 +1798,13 @@ class SapSimulator:
             if row["DocumentStatus"] != "bost_Open":
                 raise SapError(400, -10, f"Document {doc_entry} is closed and cannot be cancelled")
             cancellation = _copy_row(row)
+            for line in cancellation.get("DocumentLines") or []:
+                # As in SAP: each line of the cancellation document points back at the cancelled invoice's line.
+                line.update({"BaseType": 18, "BaseEntry": doc_entry, "BaseLine": line.get("LineNum")})
             row.update({"Cancelled": "tYES", "CancelStatus": "csYes"})
             self._set_document_status(row, "bost_Close")
-            self._touch(row)
+            if self.touch_original_on_cancel:
+                self._touch(row)
             current = self.now()
             cancellation.update({
                 "CancelStatus": "csCancellation", "Cancelled": "tNO", "CreationDate": current.date(),

@@ -175,10 +175,29 @@ class BillSync:
         )
         for page in pages:
             docs = [self._with_lines(d) for d in page if sap_state(d) != "cancellation"]
+            docs += self._cancelled_originals(page, {int(d["DocEntry"]) for d in docs})
             self.summary["read"] += len(docs)
             if page:
                 self._record_page(docs, max(stamp_of(d) for d in page))
             self.out(f"  read {self.summary['read']} changed invoices from SAP")
+
+    def _cancelled_originals(self, page, seen):
+        """Originals named by cancellation documents on this page (their lines' BaseEntry), re-read from SAP:
+        whether cancelling bumps the original's UpdateDate is not confirmed, and a missed cancellation would
+        leave a payable bill in BILL."""
+        wanted = set()
+        for doc in page:
+            if sap_state(doc) != "cancellation":
+                continue
+            for line in self._with_lines(doc).get("DocumentLines") or []:
+                if str(line.get("BaseType")) in ("18", "oPurchaseInvoices") and line.get("BaseEntry") is not None:
+                    wanted.add(int(line["BaseEntry"]))
+        wanted -= seen
+        if not wanted:
+            return []
+        known = set(InvoiceRecord.objects.filter(connection=self.connection, doc_entry__in=wanted)
+                    .exclude(sap_state="cancelled").values_list("doc_entry", flat=True))
+        return [self.sap.get(f"PurchaseInvoices({entry})") for entry in sorted(known)]
 
     def _with_lines(self, doc):
         if "DocumentLines" in doc:
