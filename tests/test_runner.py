@@ -23,9 +23,9 @@ def test_a_crashed_cycles_lease_expires_after_the_lease_time(conn, monkeypatch):
 
 
 def test_a_long_cycle_keeps_its_lease_alive(conn, sap_sim, monkeypatch):
-    monkeypatch.setattr(runner, "RUN_LEASE", 0.4)
+    monkeypatch.setattr(runner, "RUN_LEASE", 1.0)
     monkeypatch.setattr(runner, "RUN_RENEW", 0.1)
-    sap_sim.latency = 0.15  # the reference step makes several SAP calls: well over the lease time in total
+    sap_sim.latency = 0.4  # the reference step makes several SAP calls: well over the lease time in total
     outcome = {}
 
     def long_cycle():
@@ -36,7 +36,7 @@ def test_a_long_cycle_keeps_its_lease_alive(conn, sap_sim, monkeypatch):
 
     worker = threading.Thread(target=long_cycle)
     worker.start()
-    time.sleep(0.9)  # past two lease periods: only renewal keeps it
+    time.sleep(2.2)  # past two lease periods: only renewal keeps it
     assert worker.is_alive()
     with pytest.raises(AlreadyRunning):
         run_sync(conn, ["reference"])
