@@ -17,7 +17,7 @@ import hashlib
 import json
 import re
 import time
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import connections, router, transaction
@@ -29,7 +29,17 @@ from audit.models import AuditEvent
 from connector.clients.errors import BillError, BillNotFound, RemoteError, ResponseLost
 from connector.models import InvoiceRecord, SyncCursor
 
-from .coding import MappingBook, bill_total, code_invoice, description, invoice_number, marker, marker_in, money
+from .coding import (
+    MappingBook,
+    bill_total,
+    code_invoice,
+    description,
+    invoice_number,
+    marker,
+    marker_in,
+    money,
+    parse_day,
+)
 from .vendors import VendorAligner
 
 Status = InvoiceRecord.Status
@@ -136,13 +146,6 @@ def update_rows(records, field_names):
 
 def body_hash(body):
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
-def _date(value):
-    try:
-        return date.fromisoformat(str(value)[:10]) if value else None
-    except ValueError:
-        return None
 
 
 class BillSync:
@@ -264,8 +267,8 @@ class BillSync:
         record.card_code = doc.get("CardCode") or ""
         record.card_name = (doc.get("CardName") or "")[:200]
         record.invoice_number = invoice_number(doc)[:100]
-        record.doc_date = _date(doc.get("TaxDate") or doc.get("DocDate"))
-        record.due_date = _date(doc.get("DocDueDate"))
+        record.doc_date = parse_day(doc.get("TaxDate") or doc.get("DocDate"))
+        record.due_date = parse_day(doc.get("DocDueDate"))
         record.currency = (doc.get("DocCurrency") or "")[:3]
         record.doc_total = money(doc.get("DocTotal"))
         record.sap_updated = stamp
@@ -423,7 +426,7 @@ class BillSync:
 
     @staticmethod
     def _since(records):
-        created = [_date(r.document.get("CreationDate")) or _date(r.document.get("DocDate")) for r in records]
+        created = [parse_day(r.document.get("CreationDate")) or parse_day(r.document.get("DocDate")) for r in records]
         created = [d for d in created if d]
         return (min(created) if created else timezone.localdate()) - timedelta(days=7)
 

@@ -8,6 +8,7 @@ account, and any rounding difference on the largest line.
 
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
 CENT = Decimal("0.01")
@@ -114,6 +115,14 @@ def description(doc, company=""):
     if doc.get("Comments"):
         text += f": {doc['Comments']}"
     return f"{text[:3900]} {marker(doc['DocEntry'], company)}"
+
+
+def parse_day(value):
+    """A date from '2026-01-15' or '2026-01-15T00:00:00Z' (SAP v1/v2, BILL); None when empty or not a date."""
+    try:
+        return date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
 
 
 def sap_date(value):

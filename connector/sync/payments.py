@@ -9,7 +9,7 @@ missed or disabled webhook loses nothing.
 """
 
 import contextlib
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
@@ -21,7 +21,7 @@ from connector.clients.errors import BillError, BillNotFound, RemoteError, Respo
 from connector.clients.sap import odata_quote
 from connector.models import InvoiceRecord, PaymentRecord, SyncCursor, WebhookEvent
 
-from .coding import money
+from .coding import money, parse_day
 
 Status = PaymentRecord.Status
 STREAM = "bill-payments"
@@ -44,13 +44,6 @@ def payment_state(payment):
     if states & (PAID_STATUSES | PAID_SINGLE):
         return "paid"
     return "waiting"
-
-
-def _date(value):
-    try:
-        return date.fromisoformat(str(value)[:10]) if value else None
-    except ValueError:
-        return None
 
 
 class PaymentSync:
@@ -189,7 +182,7 @@ class PaymentSync:
             return
         record.vendor_id = payment.get("vendorId") or record.vendor_id
         record.amount = money(payment.get("amount"))
-        record.process_date = _date(payment.get("processDate")) or record.process_date
+        record.process_date = parse_day(payment.get("processDate")) or record.process_date
         record.bill_status = "/".join(x for x in (payment.get("status"), payment.get("singleStatus")) if x)[:40]
         state = payment_state(payment)
         if state == "waiting":
