@@ -143,11 +143,11 @@ class Connection(models.Model):
 
     @property
     def bill_events_url(self):
+        from .clients.bill import events_base_url
+
         if self.bill_events_base_url:
             return self.bill_events_base_url.rstrip("/")
-        base = self.bill_base_url.rstrip("/")
-        head, _, last = base.rpartition("/")
-        return f"{head}/{last}-events" if last == "connect" else f"{base}-events"
+        return events_base_url(self.bill_base_url)
 
     @property
     def sap_api_version(self):

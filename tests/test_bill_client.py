@@ -185,3 +185,15 @@ def test_a_bare_429_is_treated_as_busy(no_sleep):
     responses.add(responses.GET, f"{BASE}/v3/bills", json={"results": []})
     assert client().get("/v3/bills") == {"results": []}
     assert len(no_sleep) == 1
+
+
+@pytest.mark.parametrize("base,events", [
+    ("https://gateway.stage.bill.com/connect", "https://gateway.stage.bill.com/connect-events"),
+    ("https://gateway.prod.bill.com/connect/", "https://gateway.prod.bill.com/connect-events"),
+    ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),  # a server that serves both under one base
+    ("http://connect", "http://connect"),
+])
+def test_webhook_service_base_defaults_from_the_api_base(base, events):
+    from connector.clients.bill import events_base_url
+
+    assert events_base_url(base) == events

@@ -47,6 +47,14 @@ def parse_bill_error(resp):
     return None, str(body)[:300]
 
 
+def events_base_url(base):
+    """BILL's webhook service: the API base with its last part `connect` replaced by `connect-events`
+    (…/connect → …/connect-events). A base that does not end in /connect serves both itself."""
+    base = base.rstrip("/")
+    head, _, last = base.rpartition("/")
+    return f"{head}/connect-events" if last == "connect" and "://" in head else base
+
+
 def next_hour(now):
     return now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
 
@@ -97,8 +105,7 @@ class BillClient:
 
     @staticmethod
     def _events_url(base):
-        head, _, last = base.rpartition("/")
-        return f"{head}/{last}-events" if last == "connect" else f"{base}-events"
+        return events_base_url(base)
 
     @classmethod
     def for_connection(cls, connection, **kw):
