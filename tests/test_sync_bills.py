@@ -935,3 +935,19 @@ def test_update_time_renderings_give_one_cursor_stamp(rendered):
 
     assert stamp_of({"UpdateDate": "2026-03-01T00:00:00Z", "UpdateTime": rendered}) == "2026-03-01T13:45:07"
     assert stamp_of({"UpdateDate": "2026-03-01", "UpdateTime": "13:45"}) == "2026-03-01T13:45:00"
+
+
+def test_a_v2_service_that_wants_bare_v4_literals_still_gets_read(db, sap_sim, bill_sim):
+    """Quoted date literals on /b1s/v2 are unconfirmed: when the quoted filter is refused, bare V4 literals are sent."""
+    from connector.connections import apply_connection
+    from tests.conftest import connection_file
+
+    conn, _ = apply_connection(connection_file(sap_sim.url, bill_sim.url, sap={"base_url": f"{sap_sim.url}/b1s/v2"}))
+    prepare(conn)
+    doc = sap_sim.add_invoice("V1000", [line("6100", "33.00")])["DocEntry"]
+    # Both the $select attempt and the retry without $select are refused, as for a quoted literal.
+    sap_sim.fail_next("GET", "PurchaseInvoices", 400, "201", "Query string error - Invalid filter condition", count=2)
+    run = sync(conn)
+    assert run.status == SyncRun.Status.OK, run.error
+    assert run.summary["bills"]["created"] == 1 and the_bill(bill_sim, doc)
+    assert delta_filter(None, date(2026, 1, 1), quoted=False) == "UpdateDate ge 2026-01-01"

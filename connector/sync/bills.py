@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from audit import trail
 from audit.models import AuditEvent
-from connector.clients.errors import BillError, BillNotFound, RemoteError, ResponseLost
+from connector.clients.errors import BillError, BillNotFound, RemoteError, ResponseLost, SapError
 from connector.models import InvoiceRecord, SyncCursor
 
 from .coding import (
@@ -94,13 +94,17 @@ def stamp_of(doc):
     return f"{day}T{_clock_of(doc.get('UpdateTime'))}"
 
 
-def delta_filter(cursor_stamp, sync_from):
-    """The documented correct delta filter (a later day at any time, or the same day from the time on)."""
+def delta_filter(cursor_stamp, sync_from, quoted=True):
+    """The documented correct delta filter (a later day at any time, or the same day from the time on).
+
+    Literals are quoted as SAP's guide shows ('2026-03-01'); `quoted=False` gives OData V4's bare date and
+    time literals, for a /b1s/v2 service that insists on them (quoting there is unconfirmed)."""
+    q = "'" if quoted else ""
     if not cursor_stamp:
-        return f"UpdateDate ge '{sync_from.isoformat()}'"
+        return f"UpdateDate ge {q}{sync_from.isoformat()}{q}"
     at = datetime.fromisoformat(cursor_stamp) - OVERLAP
     day, clock = at.date().isoformat(), at.strftime("%H:%M:%S")
-    return f"(UpdateDate gt '{day}' or (UpdateDate eq '{day}' and UpdateTime ge '{clock}'))"
+    return f"(UpdateDate gt {q}{day}{q} or (UpdateDate eq {q}{day}{q} and UpdateTime ge {q}{clock}{q}))"
 
 
 def sap_state(doc):
@@ -170,19 +174,31 @@ class BillSync:
     def read_changes(self):
         cursor = SyncCursor.objects.filter(connection=self.connection, stream=STREAM).first()
         stamp = (cursor.value or {}).get("stamp") if cursor else None
-        flt = delta_filter(stamp, self.connection.sync_from)
-        if self.connection.invoice_extra_filter:
-            flt = f"({flt}) and ({self.connection.invoice_extra_filter})"
-        pages = self.sap.iterate_pages(
-            "PurchaseInvoices", filter=flt, select=INVOICE_SELECT, orderby="UpdateDate asc,UpdateTime asc,DocEntry asc"
-        )
-        for page in pages:
+        for page in self._delta_pages(stamp):
             docs = [self._with_lines(d) for d in page if sap_state(d) != "cancellation"]
             docs += self._cancelled_originals(page, {int(d["DocEntry"]) for d in docs})
             self.summary["read"] += len(docs)
             if page:
                 self._record_page(docs, max(stamp_of(d) for d in page))
             self.out(f"  read {self.summary['read']} changed invoices from SAP")
+
+    def _delta_pages(self, stamp):
+        def pages(quoted):
+            flt = delta_filter(stamp, self.connection.sync_from, quoted=quoted)
+            if self.connection.invoice_extra_filter:
+                flt = f"({flt}) and ({self.connection.invoice_extra_filter})"
+            return self.sap.iterate_pages("PurchaseInvoices", filter=flt, select=INVOICE_SELECT,
+                                          orderby="UpdateDate asc,UpdateTime asc,DocEntry asc")
+
+        started = False
+        try:
+            for page in pages(quoted=True):
+                started = True
+                yield page
+        except SapError as exc:
+            if started or exc.status != 400 or self.sap.version != "v2":
+                raise
+            yield from pages(quoted=False)
 
     def _cancelled_originals(self, page, seen):
         """Originals named by cancellation documents on this page (their lines' BaseEntry), re-read from SAP:
