@@ -951,3 +951,28 @@ def test_a_v2_service_that_wants_bare_v4_literals_still_gets_read(db, sap_sim, b
     assert run.status == SyncRun.Status.OK, run.error
     assert run.summary["bills"]["created"] == 1 and the_bill(bill_sim, doc)
     assert delta_filter(None, date(2026, 1, 1), quoted=False) == "UpdateDate ge 2026-01-01"
+
+
+def test_a_refused_repeated_invoice_number_still_gives_two_bills(ready, sap_sim, bill_sim):
+    """If BILL refuses a vendor's repeated invoice number (unconfirmed), the second bill carries the SAP DocNum too."""
+    first = sap_sim.add_invoice("V1000", [line("6100", "10.00")], num_at_card="REPEAT-1")
+    sync(ready)
+    second = sap_sim.add_invoice("V1000", [line("6100", "20.00")], num_at_card="REPEAT-1")
+    bill_sim.fail_next("POST", "/v3/bills", 400, "BDC_1171", "Duplicate invoice number REPEAT-1 for this vendor")
+    run = sync(ready)
+    assert run.summary["bills"]["created"] == 1 and run.summary["bills"]["failed"] == 0
+    assert the_bill(bill_sim, first["DocEntry"])["invoice"]["invoiceNumber"] == "REPEAT-1"
+    assert the_bill(bill_sim, second["DocEntry"])["invoice"]["invoiceNumber"] == f"REPEAT-1 (SAP {second['DocNum']})"
+
+
+def test_the_unique_number_survives_an_edit_in_sap(ready, sap_sim, bill_sim):
+    sap_sim.add_invoice("V1000", [line("6100", "10.00")], num_at_card="REPEAT-2")
+    sync(ready)
+    second = sap_sim.add_invoice("V1000", [line("6100", "20.00")], num_at_card="REPEAT-2")
+    bill_sim.fail_next("POST", "/v3/bills", 400, "BDC_1171", "Duplicate invoice number REPEAT-2 for this vendor")
+    sync(ready)
+    sap_sim.update_invoice(second["DocEntry"], lines=[line("6100", "25.00")])
+    run = sync(ready)
+    assert run.summary["bills"]["updated"] == 1
+    bill = the_bill(bill_sim, second["DocEntry"])
+    assert bill["invoice"]["invoiceNumber"] == f"REPEAT-2 (SAP {second['DocNum']})" and Decimal(str(bill["amount"])) == 25

@@ -359,6 +359,9 @@ class BillSync:
                 if problems:
                     self._hold(record, problems)
                     continue
+                previous = (record.coded or {}).get("invoice", {}).get("invoiceNumber", "")
+                if previous.endswith(f" (SAP {record.doc_num})"):  # BILL once refused the plain number: keep ours
+                    body["invoice"]["invoiceNumber"] = previous
                 record.coded, record.coded_hash = body, body_hash(body)
                 (updates if record.next_step == Step.UPDATE and record.bill_id else creates).append(record)
             self._create(creates)
@@ -525,6 +528,10 @@ class BillSync:
                 self._send_batch(batch[:middle], claimed=True)
                 self._send_batch(batch[middle:], claimed=True)
                 return
+            if len(batch) == 1 and _duplicate_number(exc) and self._make_number_unique(batch[0]):
+                # BILL may refuse a vendor's repeated invoice number (unconfirmed); the contract wants two bills.
+                self._send_batch(batch, claimed=True)
+                return
             for record in batch:
                 self._fail(record, f"BILL refused the bill: {exc}")
             self._flush()
@@ -553,6 +560,17 @@ class BillSync:
         if missing:
             self._recover_lost(missing, None)
         self._flush()
+
+    @staticmethod
+    def _make_number_unique(record):
+        """Add the SAP DocNum to the invoice number, once. False if it already carries it."""
+        invoice = record.coded["invoice"]
+        suffix = f" (SAP {record.doc_num})"
+        if invoice["invoiceNumber"].endswith(suffix):
+            return False
+        invoice["invoiceNumber"] = invoice["invoiceNumber"][:100 - len(suffix)] + suffix
+        record.coded_hash = body_hash(record.coded)
+        return True
 
     def _log_exchange(self, batch, started, status, error, answers=None):
         """Each record's own part of a (bulk) create on its timeline: its bill as sent and as BILL answered.
@@ -787,6 +805,11 @@ class BillSync:
             record.status, record.last_error = Status.PENDING, ""
         self._event(record, AuditEvent.Kind.NOTE, "SAP changed the invoice while it was being sent; planned again",
                     before, {"status": record.status, "next_step": record.next_step})
+
+
+def _duplicate_number(exc):
+    text = f"{exc.message} {exc.code}".lower()
+    return exc.permanent and "invoice" in text and any(w in text for w in ("duplicate", "already exists", "already used"))
 
 
 def _editable(bill_obj):
