@@ -197,3 +197,11 @@ def test_webhook_service_base_defaults_from_the_api_base(base, events):
     from connector.clients.bill import events_base_url
 
     assert events_base_url(base) == events
+
+
+@responses.activate
+def test_ping_works_without_the_session_check_endpoint():
+    add_login()
+    responses.add(responses.GET, f"{BASE}/v3/login/session", **err("BDC_1121", "API not supported", 404))
+    responses.add(responses.GET, f"{BASE}/v3/vendors", json={"results": []})
+    assert "logged in to organization 008ORG" in client().ping()
