@@ -21,13 +21,29 @@ class ReferenceRow(models.Model):
         abstract = True
 
 
-class BillAccount(ReferenceRow):
-    """A BILL chart-of-accounts entry (v3 classifications/chart-of-accounts)."""
+class BillReferenceRow(ReferenceRow):
+    """A BILL classification a mapping can point at; usable unless archived in BILL or gone."""
 
     bill_id = models.CharField("BILL id", max_length=40)
+    archived = models.BooleanField(default=False)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def usable(self):
+        return not (self.archived or self.missing)
+
+    @property
+    def flag(self):
+        return " (archived)" if self.archived else " (missing)" if self.missing else ""
+
+
+class BillAccount(BillReferenceRow):
+    """A BILL chart-of-accounts entry (v3 classifications/chart-of-accounts)."""
+
     number = models.CharField(max_length=40, blank=True)
     account_type = models.CharField(max_length=40, blank=True)
-    archived = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["number", "name"]
@@ -35,18 +51,11 @@ class BillAccount(ReferenceRow):
         verbose_name = "BILL account"
 
     def __str__(self):
-        flag = " (archived)" if self.archived else " (missing)" if self.missing else ""
-        return f"{self.number} {self.name}{flag}".strip()
-
-    @property
-    def usable(self):
-        return not (self.archived or self.missing)
+        return f"{self.number} {self.name}{self.flag}".strip()
 
 
-class BillDepartment(ReferenceRow):
-    bill_id = models.CharField("BILL id", max_length=40)
+class BillDepartment(BillReferenceRow):
     short_name = models.CharField(max_length=60, blank=True)
-    archived = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]
@@ -54,12 +63,7 @@ class BillDepartment(ReferenceRow):
         verbose_name = "BILL department"
 
     def __str__(self):
-        flag = " (archived)" if self.archived else " (missing)" if self.missing else ""
-        return f"{self.name}{flag}"
-
-    @property
-    def usable(self):
-        return not (self.archived or self.missing)
+        return f"{self.name}{self.flag}"
 
 
 class MappingStatus(models.TextChoices):
@@ -68,7 +72,22 @@ class MappingStatus(models.TextChoices):
     BROKEN = "broken", "mapped to an archived or missing BILL object"
 
 
-class SapAccount(ReferenceRow):
+class MappedSapRow(ReferenceRow):
+    """A SAP row that maps to a BILL object (`target_field`), with the mapping's status."""
+
+    target_field = ""
+    mapping_status = models.CharField(max_length=20, choices=MappingStatus.choices, default=MappingStatus.UNMAPPED)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+    def refresh_status(self):
+        self.mapping_status = mapping_status_for(getattr(self, self.target_field))
+        return self.mapping_status
+
+
+class SapAccount(MappedSapRow):
     """A postable SAP G/L account (ChartOfAccounts, ActiveAccount=tYES) and the BILL account it maps to."""
 
     code = models.CharField("SAP code", max_length=50, help_text="ChartOfAccounts Code (used on document lines).")
@@ -78,8 +97,7 @@ class SapAccount(ReferenceRow):
         BillAccount, null=True, blank=True, on_delete=models.SET_NULL, related_name="sap_accounts",
         verbose_name="BILL account",
     )
-    mapping_status = models.CharField(max_length=20, choices=MappingStatus.choices, default=MappingStatus.UNMAPPED)
-    updated_at = models.DateTimeField(auto_now=True)
+    target_field = "bill_account"
 
     class Meta:
         ordering = ["format_code", "code"]
@@ -93,12 +111,8 @@ class SapAccount(ReferenceRow):
     def label(self):
         return f"SAP account {self.format_code or self.code}"
 
-    def refresh_status(self):
-        self.mapping_status = mapping_status_for(self.bill_account)
-        return self.mapping_status
 
-
-class SapCostCenter(ReferenceRow):
+class SapCostCenter(MappedSapRow):
     """A SAP cost centre (ProfitCenters) or distribution rule (DistributionRules) and the BILL department it maps to.
 
     Document lines carry distribution-rule codes in CostingCode..CostingCode5; every cost centre has a direct
@@ -113,8 +127,7 @@ class SapCostCenter(ReferenceRow):
         BillDepartment, null=True, blank=True, on_delete=models.SET_NULL, related_name="sap_cost_centers",
         verbose_name="BILL department",
     )
-    mapping_status = models.CharField(max_length=20, choices=MappingStatus.choices, default=MappingStatus.UNMAPPED)
-    updated_at = models.DateTimeField(auto_now=True)
+    target_field = "bill_department"
 
     class Meta:
         ordering = ["dimension", "code"]
@@ -127,10 +140,6 @@ class SapCostCenter(ReferenceRow):
     @property
     def label(self):
         return f"SAP cost center {self.code}"
-
-    def refresh_status(self):
-        self.mapping_status = mapping_status_for(self.bill_department)
-        return self.mapping_status
 
 
 def mapping_status_for(target):

@@ -120,9 +120,9 @@ def _upsert(model, connection, key_field, rows, now):
 
 def refresh_mapping_statuses(connection):
     """Recompute each mapping's status (unmapped / ok / broken) after either side changed."""
-    for model, target in ((SapAccount, "bill_account"), (SapCostCenter, "bill_department")):
+    for model in (SapAccount, SapCostCenter):
         changed = []
-        for row in model.objects.filter(connection=connection).select_related(target):
+        for row in model.objects.filter(connection=connection).select_related(model.target_field):
             before = row.mapping_status
             if row.refresh_status() != before:
                 changed.append(row)

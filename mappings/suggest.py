@@ -82,12 +82,7 @@ def suggest_departments(connection, sap_rows=None):
 def apply_proposals(pairs):
     """Save confirmed (sap_row, bill_row) pairs. Returns how many were applied."""
     for sap_row, bill_row in pairs:
-        if isinstance(sap_row, SapAccount):
-            sap_row.bill_account = bill_row
-            fields = ["bill_account", "mapping_status", "updated_at"]
-        else:
-            sap_row.bill_department = bill_row
-            fields = ["bill_department", "mapping_status", "updated_at"]
+        setattr(sap_row, sap_row.target_field, bill_row)
         sap_row.refresh_status()
-        sap_row.save(update_fields=fields)
+        sap_row.save(update_fields=[sap_row.target_field, "mapping_status", "updated_at"])
     return len(pairs)
