@@ -1,0 +1,17 @@
+"""The sync engine: one module per flow (vendors, bills, payments), run in order by runner.py."""
+
+
+class SyncStep:
+    """What every step of a cycle works with: the connection, both clients, the dry-run switch, where progress
+    lines go, the SyncRun it belongs to (if any) and its summary counts."""
+
+    summary_keys = ()
+
+    def __init__(self, connection, sap, bill, *, dry_run=False, out=None, run=None):
+        self.connection = connection
+        self.sap = sap
+        self.bill = bill
+        self.dry_run = dry_run
+        self.out = out or (lambda line: None)
+        self.sync_run = run
+        self.summary = dict.fromkeys(self.summary_keys, 0)

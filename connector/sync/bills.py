@@ -29,6 +29,7 @@ from audit.models import AuditEvent
 from connector.clients.errors import BillError, BillNotFound, RemoteError, ResponseLost, SapError
 from connector.models import InvoiceRecord, SyncCursor
 
+from . import SyncStep
 from .coding import (
     MappingBook,
     bill_total,
@@ -152,18 +153,14 @@ def body_hash(body):
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-class BillSync:
+class BillSync(SyncStep):
     """One run of the bills step for one connection."""
 
-    def __init__(self, connection, sap, bill, *, dry_run=False, out=None, run=None):
-        self.connection = connection
-        self.sap = sap
-        self.bill = bill
-        self.dry_run = dry_run
-        self.out = out or (lambda line: None)
-        self.run = run
-        self.summary = {k: 0 for k in ("read", "created", "adopted", "updated", "archived", "held", "failed",
-                                       "flagged", "skipped", "unchanged", "busy")}
+    summary_keys = ("read", "created", "adopted", "updated", "archived", "held", "failed", "flagged", "skipped",
+                    "unchanged", "busy")
+
+    def __init__(self, connection, sap, bill, **kw):
+        super().__init__(connection, sap, bill, **kw)
         self.index = BillIndex(bill, connection)
         self._dry_records = {}
         self._dirty = {}  # pk -> record whose outcome is not written yet
@@ -509,8 +506,8 @@ class BillSync:
             return
         started = time.monotonic()
         try:
-            if self.run is not None:
-                with trail.about_run(self.run):
+            if self.sync_run is not None:
+                with trail.about_run(self.sync_run):
                     created = self._post(batch)
             else:
                 created = self._post(batch)
@@ -578,7 +575,7 @@ class BillSync:
         The whole request, as the client reported it, is on the sync run's timeline."""
         path = "/v3/bills" if len(batch) == 1 else "/v3/bills/bulk"
         duration = int((time.monotonic() - started) * 1000)
-        where = f" (sync run #{self.run.pk})" if self.run is not None and self.run.pk else ""
+        where = f" (sync run #{self.sync_run.pk})" if self.sync_run is not None and self.sync_run.pk else ""
         share = f"one of {len(batch)} bills in one request{where}" if len(batch) > 1 else ""
         trigger, actor = trail.current_trigger()
         for record in batch:

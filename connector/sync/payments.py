@@ -21,6 +21,7 @@ from connector.clients.errors import BillError, BillNotFound, RemoteError, Respo
 from connector.clients.sap import odata_quote
 from connector.models import InvoiceRecord, PaymentRecord, SyncCursor, WebhookEvent
 
+from . import SyncStep
 from .coding import money, parse_day
 
 Status = PaymentRecord.Status
@@ -46,16 +47,9 @@ def payment_state(payment):
     return "waiting"
 
 
-class PaymentSync:
-    def __init__(self, connection, sap, bill, *, dry_run=False, out=None, run=None):
-        self.connection = connection
-        self.sap = sap
-        self.bill = bill
-        self.dry_run = dry_run
-        self.out = out or (lambda line: None)
-        self.run_record = run
-        self.summary = {k: 0 for k in ("events", "checked", "posted", "adopted", "waiting", "not_paid", "reversed",
-                                       "failed", "flagged", "unchanged")}
+class PaymentSync(SyncStep):
+    summary_keys = ("events", "checked", "posted", "adopted", "waiting", "not_paid", "reversed", "failed", "flagged",
+                    "unchanged")
 
     # --- entry points ------------------------------------------------------------------------------------
     def run(self):

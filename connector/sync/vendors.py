@@ -21,6 +21,8 @@ from connector.clients.errors import BillError, ResponseLost
 from connector.clients.sap import odata_quote
 from mappings.models import VendorLink
 
+from . import SyncStep
+
 SUPPLIER_SELECT = [
     "CardCode", "CardName", "CardType", "FederalTaxID", "EmailAddress", "Phone1", "Currency", "Frozen", "Valid",
     "BPAddresses", "UpdateDate", "UpdateTime",
@@ -190,18 +192,15 @@ def candidate_summary(vendor):
 
 
 # --- the step --------------------------------------------------------------------------------------------
-class VendorAligner:
+class VendorAligner(SyncStep):
     """One run of vendor alignment for one connection."""
 
-    def __init__(self, connection, sap, bill, *, dry_run=False, out=None):
-        self.connection = connection
-        self.sap = sap
-        self.bill = bill
-        self.dry_run = dry_run
-        self.out = out or (lambda line: None)
+    summary_keys = ("linked", "created", "updated", "review", "invalid", "failed", "unchanged")
+
+    def __init__(self, connection, sap, bill, **kw):
+        super().__init__(connection, sap, bill, **kw)
         self._index = None
         self._taken = None
-        self.summary = {"linked": 0, "created": 0, "updated": 0, "review": 0, "invalid": 0, "failed": 0, "unchanged": 0}
         self.planned = []
 
     @property
