@@ -289,6 +289,7 @@ class InvoiceRecord(models.Model):
         CREATE = "create", "create bill"
         UPDATE = "update", "update bill"
         ARCHIVE = "archive", "archive bill"
+        CLOSE = "close", "check the bill of an invoice closed in SAP"
 
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="invoices")
     doc_entry = models.PositiveIntegerField("SAP DocEntry")
@@ -313,6 +314,8 @@ class InvoiceRecord(models.Model):
     last_error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     create_attempted_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=64, blank=True, default="",
+                                  help_text="Lease token of the run creating the bill (status creating).")
     synced_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
@@ -383,6 +386,10 @@ class PaymentRecord(models.Model):
     last_error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     post_attempted_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=64, blank=True, default="",
+                                  help_text="Lease token of the worker handling this payment right now.")
+    recheck_at = models.DateTimeField(null=True, blank=True,
+                                      help_text="Another handler saw news while this one was busy: handle again.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
@@ -408,3 +415,21 @@ class Membership(models.Model):
 
     def __str__(self):
         return f"{self.user} @ {self.tenant} ({self.role})"
+
+
+class Lease(models.Model):
+    """A named lease held by one process: the one-cycle-per-connection lock, or a holder of record claims.
+
+    It knows when its holder died: it expires `expires_at` unless the holder's heartbeat renews it, and on
+    the holder's own host a lease whose process is gone is dead at once (see connector/leases.py).
+    """
+
+    key = models.CharField(max_length=160, unique=True)
+    token = models.CharField(max_length=64, db_index=True)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    expires_at = models.DateTimeField()
+    acquired_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"{self.key} held by {self.host}:{self.pid} until {self.expires_at:%H:%M:%S}"
