@@ -1,4 +1,4 @@
-"""Tests of the BILL v3 simulator (connector/sandbox/bill.py), driven over real HTTP like the connector does."""
+"""Tests of the BILL v3 simulator (connector/sandbox/bill/), driven over real HTTP like the connector does."""
 
 import base64
 import hashlib
