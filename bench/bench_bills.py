@@ -167,7 +167,7 @@ def child(n, sims_mode, latency, use_tracemalloc):
             "bill": {"base_url": f"{sims.bill_url}/connect", "username": catalog.BILL_USER,
                      "password": catalog.BILL_PASSWORD, "organization_id": catalog.BILL_ORG_ID,
                      "dev_key": catalog.BILL_DEV_KEY},
-            "sync_from": "2000-01-01",
+            "sync_from": "2000-01-01", "allow_private_network": True,  # simulators on loopback
         })
         sap, bill = SapClient.for_connection(conn), BillClient.for_connection(conn)
         refresh_reference(conn, sap, bill)

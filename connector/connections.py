@@ -33,7 +33,7 @@ BILL_KEYS = {
     "webhook_security_key": False, "events_base_url": False,
 }
 TOP_KEYS = {"tenant": True, "name": True, "sap": True, "bill": True, "schedule": False, "sync_from": False,
-            "enabled": False}
+            "enabled": False, "allow_private_network": False}
 
 FIELD_MAP = {
     ("sap", "base_url"): "sap_base_url", ("sap", "company_db"): "sap_company_db",
@@ -72,7 +72,7 @@ def _string(value, where):
 DEFAULTS = {
     "sap_verify_tls": True, "sap_ca_bundle": "", "sap_payment_account": "", "invoice_extra_filter": "",
     "cancel_sap_payment_on_void": False, "bill_events_base_url": "", "enabled": True,
-    "schedule_minutes": 15, "schedule_cron": "",
+    "schedule_minutes": 15, "schedule_cron": "", "allow_private_network": False,
 }
 
 
@@ -109,10 +109,11 @@ def parse_connection_file(data):
             values["sync_from"] = date.fromisoformat(str(data["sync_from"]))
         except ValueError:
             raise BadInput("sync_from must be a date like 2026-01-01") from None
-    if "enabled" in data:
-        if not isinstance(data["enabled"], bool):
-            raise BadInput("enabled must be true or false")
-        values["enabled"] = data["enabled"]
+    for flag in ("enabled", "allow_private_network"):
+        if flag in data:
+            if not isinstance(data[flag], bool):
+                raise BadInput(f"{flag} must be true or false")
+            values[flag] = data[flag]
     tenant = _string(data["tenant"], "tenant")
     name = _string(data["name"], "name")
     for label, value in (("tenant", tenant), ("name", name)):
@@ -138,9 +139,7 @@ def apply_connection(data):
     created = conn is None
     if created:
         conn = Connection(tenant=tenant, name=name)
-    new_key = values.get("bill_webhook_security_key")
-    if not created and new_key and new_key != conn.bill_webhook_security_key and conn.bill_webhook_security_key:
-        conn.bill_webhook_previous_key = conn.bill_webhook_security_key  # still accepted while BILL switches keys
+    # (a replaced webhook security key stays accepted for a grace period: Connection.save)
     for field, value in values.items():
         setattr(conn, field, value)
     try:

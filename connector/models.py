@@ -6,6 +6,7 @@ stored encrypted (see fields.py) and is never shown back in the admin or printed
 
 import re
 import secrets
+from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -16,7 +17,21 @@ from .fields import SecretCharField, SecretTextField
 SAP_BASE_URL_RE = re.compile(r"^https?://[^/\s]+(:\d+)?(/[^\s]*)?/b1s/v[12]/?$")
 
 
+def validate_no_userinfo(value):
+    """A URL with `user:password@` would put a credential where every log and page shows URLs: refused."""
+    from urllib.parse import urlsplit
+
+    try:
+        has_userinfo = "@" in (urlsplit(value or "").netloc or "")
+    except ValueError:
+        has_userinfo = False
+    if has_userinfo:
+        raise ValidationError("The URL must not contain a user name or password (user:password@): put the "
+                              "credentials in their own fields.", code="url_userinfo")
+
+
 def validate_sap_base_url(value):
+    validate_no_userinfo(value)
     if not SAP_BASE_URL_RE.match(value or ""):
         raise ValidationError(
             "SAP Service Layer URL must look like https://host:50000/b1s/v1 (or /b1s/v2).", code="sap_base_url"
@@ -24,6 +39,7 @@ def validate_sap_base_url(value):
 
 
 def validate_bill_base_url(value):
+    validate_no_userinfo(value)
     if not re.match(r"^https?://[^\s]+$", value or "") or "/v3" in value:
         raise ValidationError(
             "BILL base URL is the part before /v3, e.g. https://gateway.stage.bill.com/connect.", code="bill_base_url"
@@ -79,7 +95,7 @@ class Connection(models.Model):
         help_text="e.g. https://gateway.stage.bill.com/connect (sandbox) or https://gateway.prod.bill.com/connect.",
     )
     bill_events_base_url = models.CharField(
-        "BILL webhook service URL", max_length=300, blank=True,
+        "BILL webhook service URL", max_length=300, blank=True, validators=[validate_no_userinfo],
         help_text="Empty: the API URL with its last part 'connect' replaced by 'connect-events'.",
     )
     bill_username = models.CharField("BILL user", max_length=200)
@@ -89,7 +105,22 @@ class Connection(models.Model):
     bill_webhook_security_key = SecretCharField("BILL webhook security key", max_length=200, blank=True, default="")
     bill_webhook_previous_key = SecretCharField(
         "previous webhook security key", max_length=200, blank=True, default="",
-        help_text="Still accepted after a key rotation, until the next rotation.",
+        help_text="Still accepted for a grace period after a key rotation.",
+    )
+    bill_webhook_previous_key_until = models.DateTimeField(
+        "previous webhook key accepted until", null=True, blank=True, editable=False,
+    )
+    # Issue 10: operator-only (connection file or a superuser); loopback/private addresses are refused without it.
+    allow_private_network = models.BooleanField(
+        "allow private network", default=False,
+        help_text="Let this connection's SAP and BILL URLs resolve to loopback or private addresses (on-premise SAP "
+                  "over a VPN, the sandbox). Set by the host operator only. Cloud metadata addresses stay refused.",
+    )
+    secrets_changed = models.JSONField(
+        default=dict, blank=True, editable=False, help_text="When each stored secret was last set (never the value).",
+    )
+    last_test = models.JSONField(
+        default=dict, blank=True, editable=False, help_text="Outcome of the last 'Test connection' (words only).",
     )
     bill_webhook_subscription_id = models.CharField(max_length=100, blank=True)
     webhook_idempotency_key = models.CharField(
@@ -128,18 +159,66 @@ class Connection(models.Model):
         "bill": ("bill_base_url", "bill_username", "bill_password", "bill_organization_id", "bill_dev_key"),
     }
 
+    SECRET_FIELDS = ("sap_password", "bill_password", "bill_dev_key", "bill_webhook_security_key")
+
+    def __repr__(self):
+        return f"<Connection {self.pk}: {self}>"  # never the field values
+
     def save(self, *args, **kwargs):
-        """Saving new login details drops that side's stored session: the next call logs in with them."""
-        stale = []
+        """Saving new login details drops that side's stored session: the next call logs in with them.
+
+        Also notes when each secret changed (shown as "set, last changed …"), and keeps a replaced webhook
+        security key valid for a grace period (WEBHOOK_PREVIOUS_KEY_GRACE_HOURS) while BILL switches keys.
+        """
+        from django.conf import settings
+
+        stale, old = [], None
+        fields = {f for names in self.LOGIN_FIELDS.values() for f in names} | set(self.SECRET_FIELDS)
         if self.pk is not None:
-            fields = [f for names in self.LOGIN_FIELDS.values() for f in names]
-            old = type(self).objects.filter(pk=self.pk).values(*fields).first()
+            old = type(self).objects.filter(pk=self.pk).values(*sorted(fields)).first()
             if old is not None:
                 stale = [side for side, names in self.LOGIN_FIELDS.items()
                          if any(old[name] != getattr(self, name) for name in names)]
+        now = timezone.now()
+        touched = []
+        changed = dict(self.secrets_changed or {})
+        for name in self.SECRET_FIELDS:
+            before = old[name] if old is not None else ""
+            if getattr(self, name) != before:
+                if getattr(self, name):
+                    changed[name] = now.isoformat()
+                else:
+                    changed.pop(name, None)
+                touched.append("secrets_changed")
+                if name == "bill_webhook_security_key" and before:
+                    self.bill_webhook_previous_key = before
+                    self.bill_webhook_previous_key_until = now + timedelta(
+                        hours=getattr(settings, "WEBHOOK_PREVIOUS_KEY_GRACE_HOURS", 24))
+                    touched += ["bill_webhook_previous_key", "bill_webhook_previous_key_until"]
+        self.secrets_changed = changed
+        if kwargs.get("update_fields") is not None and touched:
+            kwargs["update_fields"] = sorted(set(kwargs["update_fields"]) | set(touched))
         super().save(*args, **kwargs)
         if stale:
             RemoteSession.objects.filter(connection=self, system__in=stale).delete()
+
+    def previous_webhook_key(self, now=None):
+        """The replaced webhook key while its grace period lasts, else ''."""
+        until = self.bill_webhook_previous_key_until
+        if not self.bill_webhook_previous_key or until is None or until <= (now or timezone.now()):
+            return ""
+        return self.bill_webhook_previous_key
+
+    def secret_state(self, name):
+        """'set, last changed 2026-12-02 01:05 UTC' / 'not set': all anyone is ever shown of a secret."""
+        if not getattr(self, name):
+            return "not set"
+        when = (self.secrets_changed or {}).get(name)
+        if not when:
+            return "set"
+        from datetime import datetime
+
+        return f"set, last changed {datetime.fromisoformat(when):%Y-%m-%d %H:%M} UTC"
 
     @property
     def bill_events_url(self):

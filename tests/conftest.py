@@ -63,6 +63,7 @@ def connection_file(sap_url, bill_url, **over):
         },
         "schedule": {"minutes": 15},
         "sync_from": "2026-01-01",
+        "allow_private_network": True,  # the simulators listen on loopback
     }
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(data.get(key), dict):

@@ -50,6 +50,7 @@ class Command(BaseCommand):
             "bill": {"base_url": f"{bill_url}/connect", "username": catalog.BILL_USER, "password": catalog.BILL_PASSWORD,
                      "organization_id": catalog.BILL_ORG_ID, "dev_key": catalog.BILL_DEV_KEY},
             "schedule": {"minutes": 15}, "sync_from": "2026-01-01",
+            "allow_private_network": True,  # the sandbox listens on loopback
         }
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
             json.dump(conn_file, fh)
