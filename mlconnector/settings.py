@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "connector",
     "mappings",
     "audit",
+    "reconcile",
 ]
 
 MIDDLEWARE = [

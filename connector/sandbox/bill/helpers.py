@@ -74,6 +74,12 @@ class HelpersMixin:
         self._dispatch(out)
         return result
 
+    def delete_bill(self, bill_id, org_id=None) -> dict:
+        """Remove a bill as a person would in BILL's web app (the v3 API has no DELETE); returns what it was."""
+        with self._lock:
+            org = self._org(org_id)
+            return org.bills.pop(bill_id)
+
     def settle_payment(self, payment_id, *, status="PAID", single_status="PROCESSED", org_id=None):
         """Move a payment to another status (e.g. SCHEDULED -> PAID/PROCESSED, or PROCESSED -> CLEARED)."""
         out = []
