@@ -111,7 +111,7 @@ def restore_knobs(request):
         sim = request.getfixturevalue("shared")[0]
         sim.latency = sim.error_rate = sim.login_latency = 0.0
         sim.session_idle_seconds = None
-        sim.expiry_response = (401, 301)
+        sim.expiry_response = "standard"
 
 
 @pytest.fixture
@@ -238,13 +238,17 @@ def test_idle_expiry_and_extension(shared, client):
     assert error_of(response) == ("301", "Invalid session or session already timeout.")
 
 
-@pytest.mark.parametrize("expiry", [(401, -5002), (400, -5002), (401, 301)])
-def test_expiry_response_is_configurable(shared, client, expiry):
+@pytest.mark.parametrize("expiry", ["standard", "strings"])
+def test_expiry_is_always_401_301_in_either_real_shape(shared, client, expiry):
     shared[0].expiry_response = expiry
     shared[0].expire_all_sessions()
     response = client.get("Dimensions")
-    assert response.status_code == expiry[0]
-    assert error_of(response) == (str(expiry[1]), "Invalid session or session already timeout.")
+    assert response.status_code == 401
+    assert error_of(response) == ("301", "Invalid session or session already timeout.")
+    raw = response.json()["error"]
+    if client.version == 1:
+        assert raw["code"] == ("301" if expiry == "strings" else 301)
+        assert isinstance(raw["message"], str if expiry == "strings" else dict)
     assert client.login().status_code == 200
     assert client.get("Dimensions").status_code == 200
 
@@ -804,12 +808,13 @@ def test_sim_control_endpoints(fresh):
     assert created.status_code == 200 and created.json()["DocTotal"] == 42.0
     seeded = requests.post(f"{url}/seed", json={"count": 5}, timeout=5).json()
     assert seeded == {"created": 5, "first_doc_entry": 2, "last_doc_entry": 6}
-    knobs = requests.post(f"{url}/knobs", json={"session_idle_seconds": 5, "expiry_response": [400, -5002]},
+    knobs = requests.post(f"{url}/knobs", json={"session_idle_seconds": 5, "expiry_response": "strings"},
                           timeout=5).json()
-    assert knobs["expiry_response"] == [400, -5002] and fresh.sim.expiry_response == (400, -5002)
+    assert knobs["expiry_response"] == "strings" and fresh.sim.expiry_response == "strings"
+    assert requests.post(f"{url}/knobs", json={"expiry_response": [400, -5002]}, timeout=5).status_code == 400
     assert requests.post(f"{url}/knobs", json={"bogus": 1}, timeout=5).status_code == 400
     requests.post(f"{url}/expire_sessions", timeout=5)
-    assert fresh.client.get("Dimensions").status_code == 400
+    assert fresh.client.get("Dimensions").status_code == 401
     assert requests.post(f"{url}/invoices/1/cancel", timeout=5).json()["CancelStatus"] == "csCancellation"
     stats = requests.get(f"{url}/stats", timeout=5).json()
     assert stats["login_count"] == 1 and stats["requests_by_path"]["GET Dimensions"] == 1

@@ -1,22 +1,28 @@
 """Client for the SAP Business One Service Layer (OData v3 at /b1s/v1, v4 at /b1s/v2).
 
 Knows SAP's quirks: B1SESSION/ROUTEID cookies sent by hand (the Path-less B1SESSION cookie is mis-scoped by
-cookie jars), one login at a time, re-login once on an expired session (HTTP 401 / code 301, and -5002 as
-some customers' systems report expiry), server-driven paging through odata.nextLink / @odata.nextLink
-with `Prefer: odata.maxpagesize`, and both error shapes. Returns plain dicts; raises errors.SapError.
+cookie jars), one login at a time, re-login once on an expired session (HTTP 401 / code 301 on both /b1s/v1 and
+/b1s/v2, code a number or a string, message an object or a string), server-driven paging through
+odata.nextLink / @odata.nextLink with `Prefer: odata.maxpagesize`, and both error shapes. `-5002` is SAP's
+generic validation error: only one whose message speaks of the session counts as expiry; any other is a
+validation error, never retried, reported in plain words (`explain_sap_error`). Returns plain dicts; raises
+errors.SapError.
 Reference: shared/reference/sap-b1-service-layer.md.
 """
 
 import json
+import re
 from datetime import timedelta
 from urllib.parse import urljoin, urlsplit
 
 from django.utils import timezone
 
 from .errors import SapError, SapLoginFailed, SapNotFound, SapSessionExpired
-from .http import DEFAULT_TIMEOUT, Transport
+from .http import DEFAULT_TIMEOUT, Transport, origin, redact_url
 
-SESSION_EXPIRED_CODES = {"301", "-5002"}
+SESSION_EXPIRED_CODES = {"301"}
+VALIDATION_CODE = "-5002"  # SAP's generic DI validation error; a few systems also use it for expiry
+SESSION_WORDS = re.compile(r"session|time ?out|log ?in|log ?on|sign ?in", re.IGNORECASE)
 LOGIN_FAILED_CODES = {"-304", "-306", "100000027"}
 DEFAULT_PAGE_SIZE = 100
 
@@ -35,6 +41,44 @@ def parse_sap_error(resp):
     return (None if code in (None, "") else str(code)), (message or "")
 
 
+def is_session_error(status, code, message):
+    """HTTP 401 (any code) or code 301 is an expired session; -5002 only when its message speaks of the session."""
+    code = None if code in (None, "") else str(code)
+    if status == 401 or code in SESSION_EXPIRED_CODES:
+        return True
+    return code == VALIDATION_CODE and bool(SESSION_WORDS.search(message or ""))
+
+
+# SAP names the refused field as [TABLE.Field]: what it is, and what a person should do about it.
+FIELD_WORDS = {
+    "OVPM.TrsfrAcct": "the payment account (sap.payment_account in the connection file) is not an account of this "
+                      "SAP company: put a valid G/L account code there",
+    "OVPM.CashAcct": "the cash account of the outgoing payment is not an account of this SAP company",
+    "OVPM.BPLId": "the branch of the outgoing payment is missing or not an active branch: give the invoice a "
+                  "branch in SAP (or activate it under Business Places)",
+    "OVPM.CardCode": "the supplier of the outgoing payment is unknown in SAP",
+    "OCRD.CardCode": "the supplier (business partner) code is unknown in SAP",
+    "OPCH.BPLId": "the branch of the purchase invoice is missing or not an active branch",
+}
+TABLE_WORDS = {"OVPM": "outgoing payment", "VPM2": "outgoing payment line", "OPCH": "purchase invoice",
+               "PCH1": "purchase invoice line", "OCRD": "business partner", "OACT": "G/L account"}
+FIELD_RE = re.compile(r"\[\s*([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\s*\]")
+
+
+def explain_sap_error(code, message):
+    """SAP's message, whitespace tidied, followed by which field it refused and what to fix when SAP names one."""
+    text = " ".join(str(message or "").split()) or "SAP gave no message"
+    found = FIELD_RE.search(text)
+    if not found:
+        return text
+    table, column = found.groups()
+    words = FIELD_WORDS.get(f"{table}.{column}")
+    if words is None:
+        what = TABLE_WORDS.get(table, f"table {table}")
+        words = f"SAP refused field {column} of the {what}: check that value in SAP"
+    return f"{text} — {words}"
+
+
 def odata_quote(value):
     """A string literal for $filter: single quotes, embedded quotes doubled."""
     return "'" + str(value).replace("'", "''") + "'"
@@ -45,7 +89,7 @@ class SapClient:
 
     def __init__(
         self, base_url, company_db, username, password, *, session_store, verify=True, ca_bundle="",
-        connection_id=None, timeout=DEFAULT_TIMEOUT, page_size=DEFAULT_PAGE_SIZE,
+        connection_id=None, timeout=DEFAULT_TIMEOUT, page_size=DEFAULT_PAGE_SIZE, allow_private_network=False,
     ):
         self.base_url = base_url.rstrip("/") + "/"
         self.company_db = company_db
@@ -54,7 +98,8 @@ class SapClient:
         self.store = session_store
         self.page_size = page_size
         self.transport = Transport(
-            system="sap", connection_id=connection_id, verify=verify, ca_bundle=ca_bundle, timeout=timeout
+            system="sap", connection_id=connection_id, verify=verify, ca_bundle=ca_bundle, timeout=timeout,
+            allow_private_network=allow_private_network,
         )
         self._cookies = None  # {"B1SESSION": ..., "ROUTEID": ..., "timeout": minutes}
         self._generation = None
@@ -67,7 +112,8 @@ class SapClient:
         return cls(
             connection.sap_base_url, connection.sap_company_db, connection.sap_username, connection.sap_password,
             session_store=DatabaseSessionStore(connection, "sap"), verify=connection.sap_verify_tls,
-            ca_bundle=connection.sap_ca_bundle, connection_id=connection.pk, **kw,
+            ca_bundle=connection.sap_ca_bundle, connection_id=connection.pk,
+            allow_private_network=connection.allow_private_network, **kw,
         )
 
     # --- session -----------------------------------------------------------------------------------------
@@ -172,9 +218,10 @@ class SapClient:
                     return None if expect_json else resp.text
                 return resp.json()
             code, message = parse_sap_error(resp)
-            expired = resp.status_code == 401 or code in SESSION_EXPIRED_CODES
+            expired = is_session_error(resp.status_code, code, message)
             if expired and attempt == 1:
-                # Nothing was executed when the session was refused, so replaying a POST is safe.
+                # Nothing was executed when the session was refused, so replaying a POST is safe. A validation
+                # -5002 is not expiry: re-logging in would only replay a write SAP has already refused.
                 self.login(stale_generation=self._generation)
                 continue
             raise self._error(resp.status_code, code, message, short, expired)
@@ -184,9 +231,11 @@ class SapClient:
     def _error(status, code, message, path, expired):
         if status == 404:
             return SapNotFound(message, status=status, code=code, path=path)
-        if expired and status == 401:
+        if expired:
             return SapSessionExpired(f"SAP session rejected after a fresh login: {message}", status=status, code=code)
-        err = SapError(message, status=status, code=code, path=path)
+        err = SapError(explain_sap_error(code, message) if 400 <= status < 500 else message,
+                       status=status, code=code, path=path)
+        err.sap_message = message
         # 5xx (proxy errors, a broken node) may pass; business-rule and validation errors will not.
         err.permanent = status < 500
         return err
@@ -230,6 +279,9 @@ class SapClient:
             if not next_link:
                 return
             # nextLink repeats our options; it is relative to the service root (live) or absolute (guide).
+            if origin(self._url(next_link)) != origin(self.base_url):  # only ever the configured scheme/host/port
+                raise SapError(f"SAP's next-page link points at another server ({redact_url(next_link)[:120]}): "
+                               "refused", path=entity)
             path, query = next_link, None
 
     def iterate_pages(self, entity, **kw):

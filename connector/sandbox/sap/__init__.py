@@ -49,9 +49,10 @@ Control endpoints (no auth, JSON, not counted, no latency/errors) for a simulato
   POST /_sim/lose_next {method, path_contains, count}, POST /_sim/fail_next {method, path_contains, status,
   code, message, count}, GET /_sim/entities/<EntitySet> (rows rendered as v1 JSON).
 
-Errors (HTTP status, code): session 401/301 (configurable), login -304/-306, parallel logins 500/299, query
-400/201, unknown body property 400/-1000, missing key 404/-2028, bad foreign key 400/-2028 or -5002, business
-rules 400/-10, DELETE on documents 400/-5006, non-updatable field 400/-1029.
+Errors (HTTP status, code): session 401/301 (knob `expiry_response="strings"`: string code and message on v1 too),
+login -304/-306, parallel logins 500/299, query 400/201, unknown body property 400/-1000, missing key 404/-2028,
+bad foreign key 400/-2028 or -5002, business rules 400/-10, DELETE on documents 400/-5006, non-updatable field
+400/-1029.
 """
 
 from .schema import SapError

@@ -65,8 +65,10 @@ class ControlMixin:
         unknown = set(body) - set(self._KNOBS)
         if unknown:
             raise ValueError(f"unknown knobs: {sorted(unknown)}")
+        if body.get("expiry_response", "standard") not in ("standard", "strings"):
+            raise ValueError("expiry_response is 'standard' or 'strings': SAP expires sessions with 401 / 301 only")
         for name, value in body.items():
-            setattr(self, name, tuple(value) if name == "expiry_response" else value)
+            setattr(self, name, value)
         return {name: getattr(self, name) for name in self._KNOBS}
 
     def _sim_seed(self, body: dict) -> dict:

@@ -46,7 +46,9 @@ def _parse_query(query_string: str) -> list[tuple[str, str]]:
     return options
 
 
-def _error_body(version: int, code, message: str) -> dict:
+def _error_body(version: int, code, message: str, strings: bool = False) -> dict:
+    if strings:
+        return {"error": {"code": str(code), "message": message}}
     if version == 2:
         return {"error": {"code": str(code), "message": message, "details": [{"code": "", "message": ""}]}}
     try:
@@ -63,7 +65,8 @@ def _json_response(version: int, status: int, body, headers=()) -> Response:
 
 
 def _error_response(version: int, error: SapError) -> Response:
-    return _json_response(version, error.status, _error_body(version, error.code, error.message))
+    body = _error_body(version, error.code, error.message, getattr(error, "strings", False))
+    return _json_response(version, error.status, body)
 
 
 def _html_response(status: int, html: str) -> Response:

@@ -36,11 +36,12 @@ APACHE_404 = (
 class SapError(Exception):
     """An error the Service Layer answers with: HTTP status, SAP code (int, or str for odd injected ones), text."""
 
-    def __init__(self, status: int, code: int | str, message: str):
+    def __init__(self, status: int, code: int | str, message: str, *, strings: bool = False):
         super().__init__(f"HTTP {status}, code {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.strings = strings  # v1 too with a string code and a string message (seen in real SL 1000190 logs)
 
 
 def _q2(value: Decimal) -> Decimal:

@@ -61,8 +61,7 @@ class SessionsMixin:
         if last is None or now - last > self._idle_limit():
             if session_id:
                 self._sessions.pop(session_id, None)
-            status, code = self.expiry_response
-            raise SapError(status, code, SESSION_MESSAGE)
+            raise SapError(401, 301, SESSION_MESSAGE, strings=self.expiry_response == "strings")
         # Idle timeout: every request extends the session.
         self._sessions[session_id] = now
         return session_id

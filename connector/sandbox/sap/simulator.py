@@ -45,7 +45,9 @@ class SapSimulator(WsgiMixin, SessionsMixin, RoutingMixin, QueryMixin, WritesMix
         self.error_rate = 0.0
         self.session_timeout = 30
         self.session_idle_seconds = None
-        self.expiry_response = (401, 301)
+        # Expired session: always HTTP 401 code 301 (api-facts-addendum §9; SAP never says -5002 for it). "standard":
+        # v1 a numeric code and a {lang, value} message, v2 both strings; "strings": strings on v1 too (SL 1000190).
+        self.expiry_response = "standard"
         self.login_concurrency_limit = 2
         self.login_latency = 0.0
         self.default_page_size = DEFAULT_PAGE_SIZE

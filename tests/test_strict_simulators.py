@@ -1,0 +1,44 @@
+"""End to end on the strict simulators (issue 11): the product behaves as the real SAP and BILL require."""
+
+import pytest
+
+from connector.models import InvoiceRecord, PaymentRecord
+from connector.sync.runner import run_sync
+from mappings.suggest import apply_proposals, suggest_accounts, suggest_departments
+
+
+def map_everything(conn):
+    proposals = suggest_accounts(conn) + suggest_departments(conn)
+    apply_proposals([(p.sap_row, p.bill_row) for p in proposals])
+
+
+def bill_invoices(conn, sap_sim, *invoices):
+    for card_code, amount, ref in invoices:
+        sap_sim.add_invoice(card_code, [{"AccountCode": "6100", "LineTotal": amount, "CostingCode": "ADMIN"}],
+                            num_at_card=ref)
+    run_sync(conn, ["reference"])
+    map_everything(conn)
+    run_sync(conn, ["vendors", "bills"])
+    records = {r.invoice_number: r for r in InvoiceRecord.objects.filter(connection=conn)}
+    assert set(records) >= {ref for _, _, ref in invoices}, list(records)
+    assert all(r.status == "synced" for r in records.values()), [(r.invoice_number, r.last_error) for r in records.values()]
+    return records
+
+
+@pytest.mark.django_db
+def test_bad_payment_account_fails_one_record_with_sap_words_and_no_extra_login(conn, sap_sim, bill_sim):
+    records = bill_invoices(conn, sap_sim, ("V1000", "100.00", "PA-1"))
+    conn.sap_payment_account = "9999"  # not an account of the company
+    conn.save(update_fields=["sap_payment_account"])
+    bill_sim.pay_bills([(records["PA-1"].bill_id, "100.00")], process_date="2026-11-20")
+    logins_before = sap_sim.login_count
+    posts_before = sap_sim.stats()["requests_by_path"].get("POST VendorPayments", 0)
+    summary = run_sync(conn, ["payments"]).summary["payments"]
+    assert summary["failed"] == 1
+    failed = PaymentRecord.objects.get(connection=conn)
+    assert failed.status == "failed"
+    assert "Code undefined [OVPM.TrsfrAcct]" in failed.last_error
+    assert "payment_account" in failed.last_error
+    assert sap_sim.login_count == logins_before  # the -5002 is not taken for an expired session
+    assert sap_sim.stats()["requests_by_path"].get("POST VendorPayments", 0) - posts_before == 1
+    assert not sap_sim.entities("VendorPayments")
