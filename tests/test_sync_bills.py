@@ -6,6 +6,7 @@ suppliers are aligned (V1003 stays ambiguous: two "Globex Services" in BILL). `t
 clients' request limiter refuses to work inside a test transaction, and for the tests that use threads.
 """
 
+import os
 import threading
 import time
 from datetime import date, datetime, timedelta
@@ -16,11 +17,11 @@ from django.db import DatabaseError
 from django.db import connection as db_connection
 from django.utils import timezone
 
+from connector import leases
 from connector.clients.bill import BillClient
 from connector.clients.errors import TransportError
 from connector.clients.sap import SapClient
-from connector.limiter import get_limiter
-from connector.models import Connection, InvoiceRecord, SyncCursor, SyncRun
+from connector.models import Connection, InvoiceRecord, Lease, SyncCursor, SyncRun
 from connector.sandbox.catalog import SAP_COMPANY_DB as COMPANY
 from connector.sync import bills as bills_module
 from connector.sync.bills import STREAM, BillIndex, BillSync, delta_filter
@@ -614,7 +615,9 @@ def test_killed_run_resumed_ends_with_exactly_one_bill(ready, sap_sim, bill_sim,
     assert_one_bill_each(bill_sim, entries)
 
 
-def test_killed_before_sending_is_sent_once_when_the_claim_expires(ready, sap_sim, bill_sim, monkeypatch):
+def test_killed_before_sending_is_sent_once_by_the_next_run(ready, sap_sim, bill_sim, monkeypatch):
+    """GIVEN a run that claimed two invoices and died before sending WHEN the next run starts THEN it sends them
+    at once, once (before: the dead run's claims blocked them for 10 minutes)."""
     entries = [sap_sim.add_invoice("V1000", [line("6100", f"{i}.00")])["DocEntry"] for i in (1, 2)]
 
     def die(self, batch):
@@ -625,9 +628,22 @@ def test_killed_before_sending_is_sent_once_when_the_claim_expires(ready, sap_si
         sync(ready)
     monkeypatch.undo()
     assert {record(ready, e).status for e in entries} == {Status.CREATING}
-    run = sync(ready)  # the claim is fresh: maybe the dead run is only slow; nothing is sent
+    run = sync(ready)
+    assert run.summary["bills"]["created"] == 2 and run.summary["bills"]["busy"] == 0
+    assert_one_bill_each(bill_sim, entries)
+
+
+def test_claims_of_a_live_holder_are_left_alone(ready, sap_sim, bill_sim):
+    """A record another live worker is creating is not sent; once that worker's lease is gone, it is."""
+    entries = [sap_sim.add_invoice("V1000", [line("6100", f"{i}.00")])["DocEntry"] for i in (1, 2)]
+    BillSync(ready, SapClient.for_connection(ready), BillClient.for_connection(ready)).read_changes()
+    Lease.objects.create(key="holder:other", token="other", host=leases.HOST, pid=os.getpid(),
+                         expires_at=timezone.now() + timedelta(minutes=1))
+    InvoiceRecord.objects.filter(doc_entry__in=entries).update(
+        status=Status.CREATING, claimed_by="other", create_attempted_at=timezone.now())
+    run = sync(ready)
     assert run.summary["bills"]["busy"] == 2 and bills_of(bill_sim, entries[0]) == []
-    InvoiceRecord.objects.update(create_attempted_at=timezone.now() - timedelta(minutes=11))
+    Lease.objects.filter(token="other").delete()  # that worker finished (or died) without resolving them
     run = sync(ready)
     assert run.summary["bills"]["created"] == 2
     assert_one_bill_each(bill_sim, entries)
@@ -791,7 +807,7 @@ def test_two_overlapping_run_syncs_the_second_is_refused(ready, sap_sim, bill_si
     worker = threading.Thread(target=first)
     worker.start()
     deadline = time.monotonic() + 10
-    while not get_limiter().in_flight(f"run:{ready.pk}"):  # database leases or Redis keys, as configured
+    while not Lease.objects.filter(key=f"run:{ready.pk}").exists():
         assert time.monotonic() < deadline, "the first run never started"
         time.sleep(0.01)
     with pytest.raises(AlreadyRunning, match="another sync of demo/demo-sandbox is running"):

@@ -13,7 +13,7 @@ import pytest
 from django.apps import apps
 from django.db import connection as db_connection
 
-from connector.limiter import get_limiter
+from connector import leases
 from connector.models import Connection, InvoiceRecord, SyncCursor, SyncRun
 from mappings.models import VendorLink
 from tests.test_connections import run_cli
@@ -82,12 +82,8 @@ def test_exit_1_when_a_login_fails(ready, sap_sim, bill_sim):
 
 
 def test_exit_1_while_another_cycle_of_the_connection_runs(ready, sap_sim, bill_sim):
-    key = f"run:{ready.pk}"
-    token = get_limiter().acquire(key, 1, ttl=60, wait=0)
-    try:
+    with leases.hold(f"run:{ready.pk}"):
         code, out, err = run_cli("sync", NAME, "--step", "bills")
-    finally:
-        get_limiter().release(key, token)
     assert code == 1 and "another sync of demo/demo-sandbox is running" in err
     assert InvoiceRecord.objects.count() == 0 and SyncRun.objects.count() == 0
 

@@ -15,3 +15,13 @@ class SyncStep:
         self.out = out or (lambda line: None)
         self.sync_run = run
         self.summary = dict.fromkeys(self.summary_keys, 0)
+        self._lease = None
+
+    @property
+    def lease(self):
+        """The lease this step claims records under: its cycle's (or replay's), else one of its own."""
+        from connector import leases
+
+        if self._lease is None or self._lease.released:
+            self._lease = leases.current() or leases.own(self)
+        return self._lease

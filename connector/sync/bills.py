@@ -50,10 +50,10 @@ OVERLAP = timedelta(minutes=2)  # SAP time filters are minute-granular: re-read 
 BULK_LIMIT = 100  # BILL: at most 100 bills per bulk create
 CHUNK = 100
 MAX_AUTO_ATTEMPTS = 5  # failed records are retried by each run up to this; replay resets it
-CLAIM_TTL = timedelta(minutes=10)  # a `creating` claim older than this belongs to a run that died
+CLAIM_TTL = timedelta(minutes=10)  # only for claims made before claims named their lease (claimed_by empty)
 # What the process phase writes back: never the SAP document fields, which a concurrent read may have updated.
 OUTCOME_FIELDS = ["status", "next_step", "last_error", "bill_id", "bill_payment_status", "coded", "coded_hash",
-                  "synced_hash", "synced_at", "attempts", "create_attempted_at", "updated_at"]
+                  "synced_hash", "synced_at", "attempts", "create_attempted_at", "claimed_by", "updated_at"]
 INVOICE_SELECT = [
     "DocEntry", "DocNum", "DocType", "CardCode", "CardName", "NumAtCard", "DocDate", "DocDueDate", "TaxDate",
     "DocTotal", "VatSum", "DocCurrency", "PaidToDate", "DocumentStatus", "Cancelled", "CancelStatus", "Comments",
@@ -455,11 +455,11 @@ class BillSync(SyncStep):
         """
         now = timezone.now()
         # FLAGGED only comes here through a replay (a person fixed what was wrong); normal runs never pick it.
-        claimable = Q(status__in=[Status.PENDING, Status.HELD, Status.FAILED, Status.FLAGGED]) | Q(
-            status=Status.CREATING, create_attempted_at__lt=now - CLAIM_TTL)
+        claimable = Q(status__in=[Status.PENDING, Status.HELD, Status.FAILED, Status.FLAGGED]) | self._dead_claims(batch, now)
         fresh = [r.pk for r in batch if r.create_attempted_at is None]
         again = [r.pk for r in batch if r.create_attempted_at is not None]
-        changes = {"status": Status.CREATING, "create_attempted_at": now, "attempts": F("attempts") + 1}
+        changes = {"status": Status.CREATING, "create_attempted_at": now, "attempts": F("attempts") + 1,
+                   "claimed_by": self.lease.token}
         claimed = 0
         if fresh:
             claimed += InvoiceRecord.objects.filter(claimable, pk__in=fresh, create_attempted_at__isnull=True).update(**changes)
@@ -477,7 +477,7 @@ class BillSync(SyncStep):
                 continue
             if record.create_attempted_at is not None:
                 retried.append(record)
-            record.status, record.create_attempted_at = Status.CREATING, now
+            record.status, record.create_attempted_at, record.claimed_by = Status.CREATING, now, self.lease.token
             record.attempts += 1
             kept.append(record)
         if not retried:
@@ -497,6 +497,25 @@ class BillSync(SyncStep):
             else:
                 to_send.append(record)
         return to_send
+
+    @staticmethod
+    def _dead_claims(records, now):
+        """`creating` claims among these records whose holder died (its lease is dead): free to take over."""
+        from connector import leases
+
+        tokens = {r.claimed_by for r in records if r.status == Status.CREATING and r.claimed_by}
+        dead = tokens - leases.alive(tokens)
+        legacy = Q(status=Status.CREATING, claimed_by="", create_attempted_at__lt=now - CLAIM_TTL)
+        return legacy | Q(status=Status.CREATING, claimed_by__in=sorted(dead)) if dead else legacy
+
+    def _claim_is_live(self, record):
+        from connector import leases
+
+        if record.status != Status.CREATING:
+            return False
+        if not record.claimed_by:
+            return bool(record.create_attempted_at and record.create_attempted_at >= timezone.now() - CLAIM_TTL)
+        return record.claimed_by == self.lease.token or bool(leases.alive({record.claimed_by}))
 
     def _send_batch(self, batch, claimed=False):
         if not claimed:
@@ -678,8 +697,7 @@ class BillSync(SyncStep):
 
     def _find_for_archive(self, record, book):
         """Cancelled in SAP while (or after) a create of unknown outcome: find the bill, if BILL has one."""
-        if record.status == Status.CREATING and record.create_attempted_at and \
-                record.create_attempted_at >= timezone.now() - CLAIM_TTL:
+        if self._claim_is_live(record):
             self.summary["busy"] += 1  # another run is creating it; its outcome sees the cancellation
             return False
         vendor_id = (record.coded or {}).get("vendorId") or ((book.vendors.get(record.card_code) or (None,))[0]
@@ -732,6 +750,8 @@ class BillSync(SyncStep):
         """Change the record's state; written (with its audit events) by the next _flush()."""
         before = {"status": record.status, "last_error": record.last_error, "bill_id": record.bill_id}
         record.status, record.next_step, record.last_error = status, step, error
+        if status != Status.CREATING:
+            record.claimed_by = ""
         if bill_id is not None:
             record.bill_id = bill_id
         if self.dry_run:

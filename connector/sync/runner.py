@@ -5,49 +5,22 @@ time (a one-slot lease); a second one started meanwhile reports that and does no
 """
 
 import contextlib
-import threading
 import traceback
 
 from django.utils import timezone
 
 from audit import trail
+from connector import leases
 from connector.clients.bill import BillClient
 from connector.clients.errors import RemoteError
 from connector.clients.sap import SapClient
-from connector.limiter import SlotTimeout, get_limiter
 from connector.models import SyncRun
 
 STEPS = ("reference", "vendors", "bills", "payments")
 
 
-RUN_LEASE = 180  # seconds; renewed every RUN_RENEW while the cycle runs, so a killed run blocks for 3 minutes at most
-RUN_RENEW = 60
-
-
 class AlreadyRunning(Exception):
     pass
-
-
-class _Heartbeat(threading.Thread):
-    """Keeps the one-cycle-per-connection lease alive while a cycle runs (a killed process stops renewing it)."""
-
-    def __init__(self, limiter, key, token):
-        super().__init__(name=f"lease-{key}", daemon=True)
-        self.limiter, self.key, self.token = limiter, key, token
-        self.stopped = threading.Event()
-
-    def run(self):
-        from django.db import connections
-
-        try:
-            while not self.stopped.wait(RUN_RENEW):
-                self.limiter.renew(self.key, self.token, RUN_LEASE)
-        finally:
-            connections.close_all()
-
-    def stop(self):
-        self.stopped.set()
-        self.join(5)
 
 
 def run_sync(connection, steps=STEPS, *, trigger="cli", actor="", dry_run=False, out=None, sap=None, bill=None):
@@ -61,20 +34,18 @@ def run_sync(connection, steps=STEPS, *, trigger="cli", actor="", dry_run=False,
 
 @contextlib.contextmanager
 def cycle_lock(connection, wait=0):
-    """One cycle (sync or replay) per connection at a time, across every process: a lease kept alive while held."""
-    limiter = get_limiter()
-    key = f"run:{connection.pk}"
+    """One cycle (sync or replay) per connection at a time, across every process (connector/leases.py).
+
+    A killed cycle's lease is dead at once on its own host and after `leases.TTL` seconds elsewhere; the records
+    it had claimed are claimed under the same lease, so the next cycle takes them over as soon as it starts."""
     try:
-        token = limiter.acquire(key, 1, ttl=RUN_LEASE, wait=wait)
-    except SlotTimeout:
+        held = leases.hold(f"run:{connection.pk}", wait=wait)
+        lease = held.__enter__()
+    except leases.Busy:
         raise AlreadyRunning(f"another sync of {connection} is running; try again when it has finished") from None
-    heartbeat = _Heartbeat(limiter, key, token)
-    heartbeat.start()
-    try:
-        yield
-    finally:
-        heartbeat.stop()
-        limiter.release(key, token)
+    with contextlib.ExitStack() as stack:
+        stack.push(held)
+        yield lease
 
 
 def _run_steps(connection, steps, trigger, actor, dry_run, out, sap, bill):
