@@ -86,7 +86,7 @@ class BillClient:
 
     def __init__(
         self, base_url, username, password, organization_id, dev_key, *, session_store, limiter, events_base_url=None,
-        connection_id=None, timeout=DEFAULT_TIMEOUT, max_in_flight=3, hourly_block=None,
+        connection_id=None, timeout=DEFAULT_TIMEOUT, max_in_flight=3, hourly_block=None, allow_private_network=False,
     ):
         self.base_url = base_url.rstrip("/")
         self.events_base_url = (events_base_url or self._events_url(self.base_url)).rstrip("/")
@@ -99,7 +99,8 @@ class BillClient:
         self.max_in_flight = max_in_flight
         self.limiter_key = f"bill:{organization_id}"
         self.hourly = hourly_block
-        self.transport = Transport(system="bill", connection_id=connection_id, timeout=timeout)
+        self.transport = Transport(system="bill", connection_id=connection_id, timeout=timeout,
+                                   allow_private_network=allow_private_network)
         self._session_id = None
         self._generation = None
 
@@ -119,7 +120,8 @@ class BillClient:
             connection.bill_organization_id, connection.bill_dev_key,
             session_store=DatabaseSessionStore(connection, "bill"), limiter=get_limiter(),
             events_base_url=connection.bill_events_url, connection_id=connection.pk,
-            max_in_flight=settings.BILL_MAX_IN_FLIGHT, hourly_block=HourlyBlock(connection.bill_dev_key), **kw,
+            max_in_flight=settings.BILL_MAX_IN_FLIGHT, hourly_block=HourlyBlock(connection.bill_dev_key),
+            allow_private_network=connection.allow_private_network, **kw,
         )
 
     # --- session -----------------------------------------------------------------------------------------
