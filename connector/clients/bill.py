@@ -2,8 +2,10 @@
 
 Knows BILL's quirks: `devKey` + `sessionId` headers, re-login once on HTTP 401 / BDC_1109, at most
 3 requests in flight per organization across the whole deployment (a shared limiter), jittered backoff
-on BDC_1322, a stop until the next hour on BDC_1144, `nextPage` paging, errors as a JSON array.
-Returns plain dicts; raises errors.BillError. Reference: shared/reference/bill-api.md.
+on BDC_1322, a stop until the next hour on BDC_1144, `nextPage` paging, errors as a JSON array with one
+entry per problem (all kept: `code` may be null or missing, `params` an object or an array), 403 BDC_1361
+(untrusted session: never a re-login), 404 (BDC_1205 unknown id), 422 refusals treated like 400.
+Returns plain dicts; raises errors.BillError. Reference: shared/reference/bill-api.md, api-facts-addendum.md §3.
 """
 
 import hashlib
@@ -21,30 +23,76 @@ from .errors import (
     BillNotFound,
     BillRateLimited,
     BillSessionExpired,
+    BillUntrustedSession,
 )
 from .http import DEFAULT_TIMEOUT, Transport
 
 SESSION_INVALID = "BDC_1109"
 TOO_MANY_IN_FLIGHT = "BDC_1322"
 HOURLY_CAP = "BDC_1144"
+UNTRUSTED_SESSION = "BDC_1361"
 LOGIN_FAILED_CODES = {"BDC_1101", "BDC_1102"}
 SESSION_IDLE_LIMIT = timedelta(minutes=30)  # BILL expires after 35 idle minutes; re-login a little early
 MAX_PAGE = 100
 
 
-def parse_bill_error(resp):
-    """(code, message) from BILL's error array; tolerant of a dict or a non-JSON body."""
+def _param_values(params):
+    """BILL's `params`, an object {name: value} or an array [{name, value, additional}], as {name: value}."""
+    if isinstance(params, dict):
+        return {str(k): v for k, v in params.items()}
+    if isinstance(params, list):
+        return {str(p.get("name")): p.get("value") for p in params if isinstance(p, dict) and p.get("name") is not None}
+    return {}
+
+
+def _fill_placeholders(message, params):
+    """BILL sometimes leaves `${paramName0}` in a message: fill it from params when they say, else leave it."""
+    values = _param_values(params)
+    for name, value in values.items():
+        message = message.replace("${" + name + "}", str(value))
+    return message
+
+
+def bill_error_entries(resp):
+    """Every problem of a BILL error answer as [{code, message, category, params}] (`code` may be None).
+
+    A bare array with one entry per problem (v3), a single object, the v2 `response_data` wrapper, or any other body.
+    """
     try:
         body = resp.json()
     except ValueError:
-        return None, ((resp.text or "").strip()[:300] or f"HTTP {resp.status_code}")
-    if isinstance(body, list) and body:
-        body = body[0]
-    if isinstance(body, dict):
-        if "response_data" in body and isinstance(body["response_data"], dict):  # v2-style wrapper
-            body = {"code": body["response_data"].get("error_code"), "message": body["response_data"].get("error_message")}
-        return body.get("code"), (body.get("message") or body.get("detail") or "")
-    return None, str(body)[:300]
+        return [{"code": None, "message": (resp.text or "").strip()[:300] or f"HTTP {resp.status_code}",
+                 "category": None, "params": {}}]
+    items = body if isinstance(body, list) else [body]
+    entries = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("response_data"), dict):  # v2-style wrapper
+            data = item["response_data"]
+            item = {"code": data.get("error_code"), "message": data.get("error_message")}
+        if not isinstance(item, dict):
+            entries.append({"code": None, "message": str(item)[:300], "category": None, "params": {}})
+            continue
+        code = item.get("code")
+        message = str(item.get("message") or item.get("detail") or "")
+        entries.append({
+            "code": None if code in (None, "") else str(code), "message": _fill_placeholders(message, item.get("params")),
+            "category": item.get("category"), "params": item.get("params") or {},
+        })
+    return entries
+
+
+def bill_error_text(entries):
+    """All messages, each with its code when it has one and there are several; (first code, text)."""
+    codes = [e["code"] for e in entries if e["code"]]
+    if len(entries) <= 1:
+        return (codes[0] if codes else None), (entries[0]["message"] if entries else "")
+    parts = [e["message"] + (f" ({e['code']})" if e["code"] else "") for e in entries]
+    return (codes[0] if codes else None), f"{len(entries)} problems: " + "; ".join(parts)
+
+
+def parse_bill_error(resp):
+    """(code, message) from BILL's error array: the first code BILL gave, and every entry's message."""
+    return bill_error_text(bill_error_entries(resp))
 
 
 def events_base_url(base):
@@ -227,7 +275,16 @@ class BillClient:
             if resp.status_code < 400:
                 self.store.touch()
                 return resp.json() if resp.content else None
-            code, message = parse_bill_error(resp)
+            entries = bill_error_entries(resp)
+            code, message = bill_error_text(entries)
+            if any(e["code"] == UNTRUSTED_SESSION for e in entries):
+                # MFA trust, not an expired session: a new login gets an equally untrusted one (BX looped on it).
+                raise BillUntrustedSession(
+                    f"BILL refused the call: {message} ({UNTRUSTED_SESSION}). The BILL user {self.username} has no "
+                    "trusted session for this action: in BILL, sign in as that user, complete 2-step verification "
+                    "and trust this device/API session (or ask BILL support to enable API access with MFA trust), "
+                    "then replay.", status=resp.status_code, code=UNTRUSTED_SESSION, path=path, problems=entries,
+                )
             if (resp.status_code == 401 or code == SESSION_INVALID) and not relogged:
                 # An invalid session means nothing was executed: replaying even a POST is safe.
                 relogged = True
@@ -243,7 +300,9 @@ class BillClient:
                     status=resp.status_code, code=code, path=path,
                 )
             self._raise_for_limits(resp, code, message)
-            raise self._error(resp.status_code, code, message, path, relogged)
+            error = self._error(resp.status_code, code, message, path, relogged)
+            error.problems = entries
+            raise error
 
     @staticmethod
     def _busy(resp, code):

@@ -11,16 +11,23 @@ class RemoteError(Exception):
     system = "remote"
     permanent = True
 
-    def __init__(self, message, *, status=None, code=None, path=None):
+    def __init__(self, message, *, status=None, code=None, path=None, problems=None):
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
         self.path = path
+        # Every problem the remote system listed ([{code, message, ...}]); BILL sends one entry per problem.
+        self.problems = problems or []
+
+    @property
+    def refused(self):
+        """A request the remote system refused as invalid (400, or BILL's 422 for duplicates and validations)."""
+        return self.status in (400, 422)
 
     def __str__(self):
         parts = [self.message]
-        if self.code not in (None, ""):
+        if self.code not in (None, "") and f"({self.code})" not in self.message:
             parts.append(f"(code {self.code})")
         if self.status:
             parts.append(f"[HTTP {self.status}]")
@@ -82,4 +89,8 @@ class BillHourlyLimit(BillError):
 
 
 class BillNotFound(BillError):
-    pass
+    """404, e.g. BDC_1205: no object with that id."""
+
+
+class BillUntrustedSession(BillError):
+    """403 BDC_1361 "Untrusted session.": BILL wants 2-step-verification trust; a re-login does not fix it."""
