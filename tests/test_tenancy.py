@@ -64,6 +64,35 @@ def _factories():
             connection=conn, record_type="invoicerecord", record_ids=[1])
     except ImportError:
         pass
+    made.update(_reconcile_and_alert_factories())
+    return made
+
+
+def _reconcile_and_alert_factories():
+    """Rows of the reconcile and alerts apps (their own admins are tenant-scoped too)."""
+    from reconcile.models import Difference, ReconcileSetting, ReconciliationRun
+
+    def run(conn, n):
+        return ReconciliationRun.objects.create(connection=conn, since=dt.date(2026, 1, 1), status="differences")
+
+    made = {
+        "ReconciliationRun": run,
+        "Difference": lambda conn, n: Difference.objects.create(
+            run=run(conn, n), connection=conn, kind="amount", key=f"amount:{n}", sap_amount=Decimal("1.00"),
+            bill_amount=Decimal("2.00"), action="check"),
+        "ReconcileSetting": lambda conn, n: ReconcileSetting.objects.get_or_create(connection=conn)[0],
+    }
+    try:
+        from alerts import models as a
+    except ImportError:
+        return made
+    made.update({
+        "AlertRecipient": lambda conn, n: a.AlertRecipient.objects.create(tenant=conn.tenant, email=f"ap{n}@example.com"),
+        "AlertPolicy": lambda conn, n: a.AlertPolicy.objects.get_or_create(tenant=conn.tenant)[0],
+        "Alert": lambda conn, n: a.Alert.objects.create(tenant=conn.tenant, connection=conn, category="problem",
+                                                        key=f"k{n}", title="t"),
+        "ConnectionHealth": lambda conn, n: a.ConnectionHealth.objects.get_or_create(connection=conn)[0],
+    })
     return made
 
 
