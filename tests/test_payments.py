@@ -23,7 +23,11 @@ def map_everything(conn):
 
 @pytest.fixture
 def billed(conn, sap_sim):
-    """Three invoices of V1000 and one of V1005 synced to BILL; returns {doc_entry: InvoiceRecord}."""
+    return make_billed(conn, sap_sim)
+
+
+def make_billed(conn, sap_sim):
+    """Three invoices of V1000 and one of V1005 synced to BILL; returns {invoice number: InvoiceRecord}."""
     sap_sim.add_invoice("V1000", [{"AccountCode": "6100", "LineTotal": "100.00", "CostingCode": "ADMIN"}], num_at_card="A-1")
     sap_sim.add_invoice("V1000", [{"AccountCode": "6200", "LineTotal": "250.00", "CostingCode": "OPS"}], num_at_card="A-2")
     sap_sim.add_invoice("V1000", [{"AccountCode": "6300", "LineTotal": "40.50", "CostingCode": "WH"}], num_at_card="A-3")

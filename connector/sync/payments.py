@@ -9,6 +9,7 @@ missed or disabled webhook loses nothing.
 """
 
 import contextlib
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -28,28 +29,55 @@ Status = PaymentRecord.Status
 STREAM = "bill-payments"
 OVERLAP = timedelta(minutes=5)
 PAID_STATUSES = {"PAID"}
-PAID_SINGLE = {"PROCESSED", "SENT", "DELIVERED", "CLEARED", "PARTIALLY_CLAIMED"}
+PAID_SINGLE = {"PROCESSED", "SENT", "DELIVERED", "CLEARED"}
+PARTIAL_SINGLE = {"PARTIALLY_CLAIMED"}  # a virtual card claimed for less than the payment
 UNDONE_STATUSES = {"VOID", "VOIDED", "CANCELLED", "CANCELED", "FAILED"}
-UNDONE_SINGLE = {"VOIDED", "CANCELED", "FUNDING_FAILED_VOIDED", "DISBURSEMENT_FAILED_VENDOR_BANK_REJECTED"}
+UNDONE_SINGLE = {"VOIDED", "CANCELED", "FUNDING_FAILED_VOIDED", "DISBURSEMENT_FAILED_VENDOR_BANK_REJECTED",
+                 "FUNDS_ESCHEATED"}
+# "Not paid after all, maybe": the money did not (or may not) reach the vendor, and BILL has not settled it yet.
+# A cleared ACH payment the vendor's bank rejects later moves to DISBURSEMENT_FAILED_ACTION_NEEDED.
+REVERTING_SINGLE = {"DISBURSEMENT_FAILED_ACTION_NEEDED", "FUNDING_FAILED_ACTION_NEEDED", "VOID_PENDING",
+                    "CANCELLATION_IN_PROGRESS", "DISBURSEMENT_ON_HOLD"}
 MAX_AUTO_ATTEMPTS = 5
+REVERT_FLAG = "BILL reports the payment as"
+HANDLE_WAIT = 20.0  # seconds a handler waits for another one handling the same payment before leaving it a note
 
 
 def payment_state(payment):
-    """'paid', 'undone' (void/cancelled/failed) or 'waiting' (scheduled, approving, in flight)."""
+    """'paid', 'partial' (a card claimed for less), 'reverting' (failed/void pending: not paid after all, maybe),
+    'undone' (void/cancelled/failed) or 'waiting' (scheduled, approving, in flight).
+
+    `status` and `singleStatus` may disagree (a PAID payment whose ACH was rejected later): the worse one wins,
+    and an unknown value never counts as paid."""
     status = (payment.get("status") or "").upper()
     single = (payment.get("singleStatus") or "").upper()
     # Webhooks carry single-status values in `status`; accept either vocabulary in either field.
     states = {status, single}
     if states & (UNDONE_STATUSES | UNDONE_SINGLE):
         return "undone"
-    if states & (PAID_STATUSES | PAID_SINGLE):
+    if states & REVERTING_SINGLE or payment.get("cancelRequestSubmitted") is True:
+        return "reverting"
+    if states & PARTIAL_SINGLE:
+        return "partial"
+    if states & (PAID_STATUSES | PAID_SINGLE) and not (single and single not in PAID_SINGLE | {"UNDEFINED"}):
         return "paid"
     return "waiting"
 
 
+def claimed_amount(payment):
+    """What a partially claimed card payment really paid, where BILL says it (the field is not documented:
+    the readings seen are tried in turn). None when BILL does not say."""
+    candidates = [payment.get("claimedAmount"), (payment.get("disbursementInfo") or {}).get("claimedAmount"),
+                  (payment.get("disbursementInfo") or {}).get("amount")]
+    for value in candidates:
+        if value not in (None, ""):
+            return money(value)
+    return None
+
+
 class PaymentSync(SyncStep):
     summary_keys = ("events", "checked", "posted", "adopted", "waiting", "not_paid", "reversed", "failed", "flagged",
-                    "unchanged")
+                    "unchanged", "busy")
 
     # --- entry points ------------------------------------------------------------------------------------
     def run(self):
@@ -62,6 +90,12 @@ class PaymentSync(SyncStep):
         ids.update(PaymentRecord.objects.filter(
             connection=self.connection, status=Status.FAILED, attempts__lt=MAX_AUTO_ATTEMPTS
         ).values_list("bill_payment_id", flat=True))
+        # Posted to SAP but flagged (voided or failing in BILL since): watched until BILL settles it or the SAP
+        # payment is cancelled; and payments another handler saw news of while this one was busy.
+        ids.update(PaymentRecord.objects.filter(connection=self.connection, status=Status.FLAGGED,
+                                                sap_doc_entry__isnull=False).values_list("bill_payment_id", flat=True))
+        ids.update(PaymentRecord.objects.filter(connection=self.connection, recheck_at__isnull=False)
+                   .values_list("bill_payment_id", flat=True))
         for payment_id in sorted(ids):
             self.handle(payment_id)
         return self.summary
@@ -155,6 +189,12 @@ class PaymentSync(SyncStep):
 
     # --- one payment ---------------------------------------------------------------------------------------
     def handle(self, payment_id):
+        """Read the payment from BILL and bring SAP in line with it, as the only handler of that payment.
+
+        A webhook task and the scheduled cycle may handle the same payment at once: each takes the record's
+        claim first (a compare-and-set on `claimed_by`, made under a lease that dies with its worker). The one
+        that waits too long leaves a note (`recheck_at`) so that the holder, or the next run, reads BILL again:
+        news that arrived meanwhile is never dropped."""
         self.summary["checked"] += 1
         record = PaymentRecord.objects.filter(connection=self.connection, bill_payment_id=payment_id).first()
         if record is None and not self.dry_run:
@@ -165,6 +205,46 @@ class PaymentSync(SyncStep):
                 record = PaymentRecord.objects.get(connection=self.connection, bill_payment_id=payment_id)
         if record is None:
             record = PaymentRecord(connection=self.connection, bill_payment_id=payment_id)
+        if self.dry_run:
+            self._handle(record)
+            return
+        if not self._take(record):
+            PaymentRecord.objects.filter(pk=record.pk).update(recheck_at=timezone.now())
+            self.summary["busy"] += 1
+            return
+        try:
+            for _ in range(3):
+                started = timezone.now()
+                self._handle(record)
+                again = PaymentRecord.objects.filter(pk=record.pk, recheck_at__gte=started).exists()
+                PaymentRecord.objects.filter(pk=record.pk, recheck_at__lt=started).update(recheck_at=None)
+                if not again:
+                    break
+                record.refresh_from_db()
+        finally:
+            PaymentRecord.objects.filter(pk=record.pk, claimed_by=self.lease.token).update(claimed_by="")
+
+    def _take(self, record):
+        """Claim the record for this handler (waiting a little for another live handler to finish)."""
+        from connector import leases
+
+        token = self.lease.token
+        deadline = time.monotonic() + HANDLE_WAIT
+        while True:
+            current = PaymentRecord.objects.filter(pk=record.pk).values_list("claimed_by", flat=True).first()
+            if current == token:
+                break
+            free = not current or not leases.alive({current})
+            if free and PaymentRecord.objects.filter(pk=record.pk, claimed_by=current or "").update(claimed_by=token):
+                break
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        record.refresh_from_db()
+        return True
+
+    def _handle(self, record):
+        payment_id = record.bill_payment_id
         try:
             with self._about(record):
                 payment = self.bill.get(f"/v3/payments/{payment_id}")
@@ -180,18 +260,42 @@ class PaymentSync(SyncStep):
         record.bill_status = "/".join(x for x in (payment.get("status"), payment.get("singleStatus")) if x)[:40]
         state = payment_state(payment)
         if state == "waiting":
-            if record.status not in (Status.POSTED,):
+            if record.sap_doc_entry and record.status in (Status.POSTED, Status.FLAGGED):
+                self._save(record)  # posted; BILL shows an in-between state again: nothing to undo yet
+            else:
                 self._set(record, Status.WAITING, "")
-                self.summary["waiting"] += 1
+            self.summary["waiting"] += 1
             return
         if state == "undone":
             self._undone(record)
             return
-        if record.status == Status.POSTED:
-            self.summary["unchanged"] += 1
-            self._save(record)
+        if state == "reverting":
+            self._reverting(record, payment)
             return
+        if self._posted_in_sap(record):
+            if record.status == Status.FLAGGED and record.last_error.startswith(REVERT_FLAG):
+                self._set(record, Status.POSTED, "", f"BILL reports the payment as {record.bill_status} again: "
+                                                     "the SAP payment stands")
+            else:
+                self.summary["unchanged"] += 1
+                self._save(record)
+            return
+        if state == "partial":
+            claimed = claimed_amount(payment)
+            if claimed is None or len(payment.get("billPayments") or [1]) > 1:
+                self._set(record, Status.FLAGGED, f"BILL payment {payment_id} is a virtual card claimed for less than "
+                                                  f"{record.amount} and BILL does not say how much per bill: post what "
+                                                  "was claimed in SAP by hand")
+                self.summary["flagged"] += 1
+                return
+            payment = {**payment, "amount": str(claimed), "billPayments": [
+                {**(payment.get("billPayments") or [{"billId": payment.get("billId")}])[0], "amount": str(claimed)}]}
         self._post(record, payment)
+
+    @staticmethod
+    def _posted_in_sap(record):
+        """An SAP outgoing payment of ours stands for this BILL payment (posted, maybe flagged since)."""
+        return bool(record.sap_doc_entry) and record.status in (Status.POSTED, Status.FLAGGED)
 
     def _allocations(self, record, payment):
         """[{bill_id, doc_entry, amount}] or raise ValueError naming what does not match."""
@@ -285,14 +389,15 @@ class PaymentSync(SyncStep):
         self.summary["posted"] += 1
 
     def _claim(self, record):
-        """Only one worker posts a given payment: claim it with a conditional update."""
+        """Mark the post as under way (`posting`) before anything is sent: a worker killed after SAP accepted it
+        leaves a `posting` record, and whoever handles it next searches SAP before posting again."""
         now = timezone.now()
         record.attempts += 1
-        claimed = PaymentRecord.objects.filter(pk=record.pk).exclude(
-            status=Status.POSTED).exclude(status=Status.POSTING, post_attempted_at__gte=now - timedelta(minutes=10)
-        ).update(status=Status.POSTING, post_attempted_at=now, attempts=record.attempts, allocations=record.allocations,
-                 card_code=record.card_code, amount=record.amount, process_date=record.process_date,
-                 bill_status=record.bill_status, vendor_id=record.vendor_id)
+        claimed = PaymentRecord.objects.filter(pk=record.pk, claimed_by=self.lease.token).exclude(
+            status=Status.POSTED).update(status=Status.POSTING, post_attempted_at=now, attempts=record.attempts,
+                                         allocations=record.allocations, card_code=record.card_code,
+                                         amount=record.amount, process_date=record.process_date,
+                                         bill_status=record.bill_status, vendor_id=record.vendor_id)
         if claimed:
             record.status, record.post_attempted_at = Status.POSTING, now
         return bool(claimed)
@@ -311,26 +416,15 @@ class PaymentSync(SyncStep):
             self._fail(record, "SAP did not answer the payment post and has no such payment; it is posted on the next run")
 
     def _undone(self, record):
-        if record.status == Status.POSTED and record.sap_doc_entry:
-            if not self.connection.cancel_sap_payment_on_void:
-                self._set(record, Status.FLAGGED, f"BILL voided/cancelled payment {record.bill_payment_id} after it was "
-                                                  f"posted to SAP as outgoing payment {record.sap_doc_num}: cancel that "
-                                                  "SAP payment (or allow ml-connector to do it on the connection)")
-                self.summary["flagged"] += 1
-                return
-            if self.dry_run:
-                self.out(f"  would cancel SAP outgoing payment {record.sap_doc_num}")
-                return
-            try:
-                with self._about(record):
-                    self.sap.post(f"VendorPayments({record.sap_doc_entry})/Cancel")
-            except RemoteError as exc:
-                self._fail(record, f"SAP refused to cancel outgoing payment {record.sap_doc_num}: {exc}")
-                return
-            self._set(record, Status.REVERSED, "", f"Cancelled SAP outgoing payment {record.sap_doc_num}")
-            self.summary["reversed"] += 1
+        """BILL voided, cancelled or failed the payment. Nothing posted: not paid. Posted: the SAP payment is
+        cancelled (when the connection allows it) or the record is flagged, and stays flagged until the SAP
+        payment is cancelled (by us, or by a person in SAP: seen on the next handling)."""
+        if record.status == Status.REVERSED:
+            self.summary["unchanged"] += 1
+            self._save(record)
             return
-        if record.status in (Status.POSTING, Status.FAILED) and not self.dry_run:
+        if not record.sap_doc_entry and record.status in (Status.POSTING, Status.FAILED, Status.FLAGGED) \
+                and not self.dry_run:
             # We may have posted it already without knowing: make sure before declaring "nothing posted".
             try:
                 existing = self.find_sap_payment(record.bill_payment_id)
@@ -339,9 +433,93 @@ class PaymentSync(SyncStep):
                 return
             if existing:
                 self._posted(record, existing, "Found an SAP payment for a payment BILL then voided")
-                return self._undone(record)
-        self._set(record, Status.NOT_PAID, "")
-        self.summary["not_paid"] += 1
+        if not record.sap_doc_entry:
+            self._set(record, Status.NOT_PAID, "")
+            self.summary["not_paid"] += 1
+            return
+        cancelled = self._sap_payment_cancelled(record)
+        if cancelled is None:
+            return
+        if cancelled:
+            self._set(record, Status.REVERSED, "", f"SAP outgoing payment {record.sap_doc_num} is cancelled in SAP")
+            self.summary["reversed"] += 1
+            return
+        if not self.connection.cancel_sap_payment_on_void:
+            self._flag_void(record)
+            return
+        if self.dry_run:
+            self.out(f"  would cancel SAP outgoing payment {record.sap_doc_num}")
+            return
+        try:
+            with self._about(record):
+                self.sap.post(f"VendorPayments({record.sap_doc_entry})/Cancel")
+        except ResponseLost:
+            cancelled = self._sap_payment_cancelled(record)
+            if not cancelled:
+                if cancelled is False:
+                    self._fail(record, f"SAP did not answer the cancellation of outgoing payment {record.sap_doc_num} "
+                                       "and has not cancelled it; the next run tries again")
+                return
+        except RemoteError as exc:
+            self._fail(record, f"BILL voided the payment, but SAP refused to cancel outgoing payment "
+                               f"{record.sap_doc_num}: {exc}. Cancel it in SAP by hand.")
+            return
+        self._set(record, Status.REVERSED, "", f"Cancelled SAP outgoing payment {record.sap_doc_num}: "
+                                               f"BILL {record.bill_status.lower() or 'voided'} the payment")
+        self.summary["reversed"] += 1
+
+    def _flag_void(self, record):
+        message = (f"BILL voided/cancelled payment {record.bill_payment_id} ({record.bill_status}) after it was posted "
+                   f"to SAP as outgoing payment {record.sap_doc_num}: cancel that SAP payment (or allow ml-connector "
+                   "to do it on the connection, then replay this payment)")
+        if record.status == Status.FLAGGED and record.last_error == message:
+            self._save(record)
+        else:
+            self._set(record, Status.FLAGGED, message)
+        self.summary["flagged"] += 1
+
+    def _reverting(self, record, payment):
+        """BILL says the payment failed or is being voided/cancelled, not settled yet: never post it; if it was
+        posted, flag it (re-checked every run until BILL settles it either way)."""
+        if not self._posted_in_sap(record):
+            if record.status == Status.POSTING and not self.dry_run:
+                try:
+                    existing = self.find_sap_payment(record.bill_payment_id)
+                except RemoteError as exc:
+                    self._fail(record, f"could not check SAP for a payment posted before BILL reported "
+                                       f"{record.bill_status}: {exc}")
+                    return
+                if existing:
+                    self._posted(record, existing, "Found the SAP payment an earlier attempt posted")
+                    return self._reverting(record, payment)
+            self._set(record, Status.WAITING, f"BILL reports {record.bill_status}: not paid (yet); nothing posted to SAP")
+            self.summary["waiting"] += 1
+            return
+        message = (f"{REVERT_FLAG} {record.bill_status} after it was posted to SAP as outgoing payment "
+                   f"{record.sap_doc_num}: the vendor may not have been paid. Resolve it in BILL; if BILL voids it, "
+                   "cancel the SAP payment (ml-connector does it when the connection allows)")
+        if record.status == Status.FLAGGED and record.last_error == message:
+            self._save(record)
+        else:
+            self._set(record, Status.FLAGGED, message)
+        self.summary["flagged"] += 1
+
+    def _sap_payment_cancelled(self, record):
+        """True / False for the SAP outgoing payment we posted; None (record failed) when SAP cannot be read."""
+        if self.dry_run:
+            return False
+        try:
+            with self._about(record):
+                doc = self.sap.get(f"VendorPayments({record.sap_doc_entry})", params={"$select": "DocEntry,Cancelled"})
+        except SapError as exc:
+            if exc.status == 404:
+                return True  # gone from SAP: nothing stands
+            self._fail(record, f"could not read SAP outgoing payment {record.sap_doc_num}: {exc}")
+            return None
+        except RemoteError as exc:
+            self._fail(record, f"could not read SAP outgoing payment {record.sap_doc_num}: {exc}")
+            return None
+        return (doc or {}).get("Cancelled") in ("tYES", "Y", True)
 
     # --- bookkeeping -----------------------------------------------------------------------------------------
     def _about(self, record):
@@ -368,7 +546,13 @@ class PaymentSync(SyncStep):
             trail.log(record, AuditEvent.Kind.OUTCOME, outcome)
 
     def _save(self, record):
-        if not self.dry_run:
+        """Write what this handler decided; never the claim or a recheck note another handler may have left."""
+        if self.dry_run:
+            return
+        if record.pk is None:
             record.save()
+            return
+        record.save(update_fields=[f.name for f in PaymentRecord._meta.concrete_fields
+                                   if f.name not in ("id", "claimed_by", "recheck_at", "created_at")])
 
 
