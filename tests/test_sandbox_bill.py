@@ -90,6 +90,9 @@ def clock():
 @pytest.fixture
 def sim(clock):
     s = BillSimulator(clock=clock)
+    # Most tests here are about paging, limits and webhooks and create bare vendors; the address BILL requires on
+    # create is covered by test_vendor_create_requires_an_address_listing_every_missing_part (strict default).
+    s.require_vendor_address = False
     s.webhook_sync = True
     s.webhook_retry_delays = (0.01, 0.01, 0.01, 0.01)
     yield s
@@ -240,7 +243,7 @@ def test_expire_all_sessions(sim, client):
 
 def test_unknown_path_is_404_bdc_1121(client):
     assert_error(client.get("/v3/nothing-here"), 404, "BDC_1121")
-    assert_error(client.get("/v3/bills/00nNOPE"), 404, "BDC_1120")
+    assert_error(client.get("/v3/bills/00nNOPE"), 404, "BDC_1205")
 
 
 def test_add_org_isolates_data(sim, server):
@@ -966,3 +969,43 @@ def test_garbage_input_never_gives_500(sim, client, receiver):
     for g in GARBAGE:
         body = {"username": g, "password": g, "organizationId": g, "devKey": catalog.BILL_DEV_KEY}
         assert wsgi.post("/connect/v3/login", json=body).status_code == 400
+
+
+# --- strict like the real BILL (api-facts-addendum §3) ------------------------------------------------------------
+def test_vendor_create_requires_an_address_listing_every_missing_part(sim, client):
+    sim.require_vendor_address = True
+    resp = client.post("/v3/vendors", {"name": "No Address Co"})
+    assert resp.status_code == 400
+    assert [e["message"] for e in resp.json()] == ["address: must not be null"]
+    assert resp.json()[0]["code"] is None and resp.json()[0]["params"] == {}
+    resp = client.post("/v3/vendors", {"name": "Half Address Co", "address": {"line1": "1 Main St", "country": "US"}})
+    assert resp.status_code == 400
+    assert [e["message"] for e in resp.json()] == ["address.city: must not be blank",
+                                                   "address.zipOrPostalCode: must not be blank"]
+    assert "code" not in resp.json()[1] and resp.json()[1]["params"] == []
+    full = {"line1": "1 Main St", "city": "Austin", "stateOrProvince": "TX", "zipOrPostalCode": "78701", "country": "US"}
+    assert client.post("/v3/vendors", {"name": "Full Address Co", "address": full}).status_code == 201
+    resp = client.post("/v3/vendors/bulk", [{"name": "A", "address": full}, {"name": "B"}])
+    assert resp.status_code == 400 and resp.json()[0]["message"] == "[1].address: must not be null"
+
+
+def test_bill_missing_three_fields_lists_all_three(client):
+    resp = client.post("/v3/bills", {"invoice": {"invoiceDate": "2026-01-05"}, "billLineItems": [{"amount": 1}]})
+    assert resp.status_code == 400
+    assert [e["message"] for e in resp.json()] == ["vendorId: must not be null", "dueDate: must not be null",
+                                                   "invoice.invoiceNumber: must not be null"]
+
+
+def test_untrusted_session_payment_is_403_bdc_1361(sim, client):
+    sim.untrusted_session = True
+    resp = client.post("/v3/payments", {"billPayments": [{"billId": "00nX", "amount": 1}]})
+    assert_error(resp, 403, "BDC_1361")
+    assert resp.json()[0]["message"] == "Untrusted session."
+
+
+def test_payment_process_date_not_in_the_future_is_422_with_an_entry_per_bill(sim, client):
+    today = sim._today()
+    resp = client.post("/v3/payments", {"processDate": today, "billPayments": [{"billId": "00nX", "amount": 1}]})
+    assert resp.status_code == 422
+    assert [e["message"] for e in resp.json()] == ["Invalid Process Date : ${paramName0}.",
+                                                   "00nX : Invalid Process Date : ${paramName0}."]

@@ -41,8 +41,13 @@ def sap_patch(conn, card_code, body):
     SapClient.for_connection(conn).patch(f"BusinessPartners('{card_code}')", body)
 
 
+DEFAULT_ADDRESS = [{"AddressName": "Pay To", "AddressType": "bo_BillTo", "Street": "1 Test Way", "City": "Austin",
+                    "State": "TX", "ZipCode": "78701", "Country": "US"}]
+
+
 def sap_add_supplier(conn, card_code, name, **fields):
-    body = {"CardCode": card_code, "CardName": name, "CardType": "cSupplier", **fields}
+    """A supplier as SAP customers have them: with a pay-to address unless the test gives its own (or [])."""
+    body = {"CardCode": card_code, "CardName": name, "CardType": "cSupplier", "BPAddresses": DEFAULT_ADDRESS, **fields}
     SapClient.for_connection(conn).post("BusinessPartners", body)
 
 
@@ -285,7 +290,9 @@ def test_a_crash_after_the_create_is_resolved_by_the_next_run(conn, bill_sim):
     WHEN the next run starts THEN it adopts that vendor instead of creating a second one."""
     align(conn)
     sap_add_supplier(conn, "V2008", "Crashy Components", EmailAddress="ar@crashy.example")
-    made = BillClient.for_connection(conn).post("/v3/vendors", {"name": "Crashy Components", "accountType": "BUSINESS"})
+    made = BillClient.for_connection(conn).post("/v3/vendors", {"name": "Crashy Components", "accountType": "BUSINESS",
+                                                                "address": {"line1": "1 Test Way", "city": "Austin",
+                                                                            "zipOrPostalCode": "78701", "country": "US"}})
     VendorLink.objects.create(connection=conn, card_code="V2008", card_name="Crashy Components",
                               status=Status.CREATING, create_attempted_at=timezone.now())
     before = posts(bill_sim)
@@ -333,3 +340,59 @@ def test_dry_run_writes_nothing(conn, bill_sim):
     assert run.status in ("ok", "partial")
     assert not VendorLink.objects.filter(connection=conn).exists()
     assert len(bill_vendors(bill_sim)) == len(catalog.BILL_VENDORS)
+
+
+# --- address (api-facts-addendum §3: BILL vendors are created with an address) --------------------------------------
+@pytest.mark.django_db
+def test_supplier_without_an_address_is_held_then_released_once_sap_has_one(conn, sap_sim, bill_sim):
+    align(conn)
+    sap_add_supplier(conn, "V2100", "Nowhere Supplies", BPAddresses=[])
+    before = posts(bill_sim)
+    summary = align(conn)
+    held = link(conn, "V2100")
+    assert held.status == Status.INVALID and not held.bill_vendor_id and summary["invalid"] >= 1
+    assert "no pay-to address" in held.last_error and "Street, City, Zip Code and Country" in held.last_error
+    assert posts(bill_sim) == before  # nothing sent, nothing invented
+    # Someone fills in half of it: the message names exactly what is still missing.
+    SapClient.for_connection(conn).patch("BusinessPartners('V2100')", {"BPAddresses": [
+        {"AddressName": "Pay To", "AddressType": "bo_BillTo", "Street": "9 Elm St", "Country": "US"}]})
+    align(conn)
+    held = link(conn, "V2100")
+    assert held.status == Status.INVALID
+    assert "lacks City, Zip Code, State" in held.last_error and "'Pay To'" in held.last_error
+    SapClient.for_connection(conn).patch("BusinessPartners('V2100')", {"BPAddresses": [
+        {"AddressName": "Pay To", "AddressType": "bo_BillTo", "Street": "9 Elm St", "City": "Reno", "State": "NV",
+         "ZipCode": "89501", "Country": "US"}]})
+    align(conn)
+    released = link(conn, "V2100")
+    assert released.status == Status.LINKED and released.bill_vendor_id
+    vendor = bill_sim.entities("vendors")
+    made = next(v for v in vendor if v["id"] == released.bill_vendor_id)
+    assert made["address"]["line1"] == "9 Elm St" and made["address"]["zipOrPostalCode"] == "89501"
+    assert made["address"]["stateOrProvince"] == "NV" and made["address"]["country"] == "US"
+
+
+@pytest.mark.django_db
+def test_pay_to_address_is_used_never_the_ship_to(conn, sap_sim, bill_sim):
+    align(conn)
+    sap_add_supplier(conn, "V2101", "Two Address Co", BilltoDefault="Remit", BPAddresses=[
+        {"AddressName": "Warehouse", "AddressType": "bo_ShipTo", "Street": "1 Dock Rd", "City": "Oakland",
+         "State": "CA", "ZipCode": "94607", "Country": "US"},
+        {"AddressName": "Office", "AddressType": "bo_BillTo", "Street": "2 Office Pl", "City": "Denver",
+         "State": "CO", "ZipCode": "80202", "Country": "US"},
+        {"AddressName": "Remit", "AddressType": "bo_BillTo", "Street": "PO Box 77", "City": "Denver",
+         "State": "CO", "ZipCode": "80201", "Country": "US"}])
+    align(conn)
+    made = next(v for v in bill_sim.entities("vendors") if v["id"] == link(conn, "V2101").bill_vendor_id)
+    assert made["address"]["line1"] == "PO Box 77"  # the default pay-to address (BilltoDefault)
+
+
+@pytest.mark.django_db
+def test_supplier_with_only_a_ship_to_address_is_held(conn, sap_sim, bill_sim):
+    align(conn)
+    sap_add_supplier(conn, "V2102", "Ship Only Co", BPAddresses=[
+        {"AddressName": "Warehouse", "AddressType": "bo_ShipTo", "Street": "1 Dock Rd", "City": "Oakland",
+         "State": "CA", "ZipCode": "94607", "Country": "US"}])
+    align(conn)
+    assert link(conn, "V2102").status == Status.INVALID
+    assert "no pay-to address" in link(conn, "V2102").last_error

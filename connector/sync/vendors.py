@@ -6,6 +6,13 @@ with the same e-mail or address); an ambiguous match creates nothing and waits f
 BILL vendor is created, in bulk (≤ 20 per request, all-or-nothing). Changes of name, e-mail, phone, address
 or tax id in SAP are sent to BILL. A create whose answer was lost is resolved by looking the vendor up by
 name before anything is sent again, so a retry never makes a second vendor.
+
+Address: BILL vendors are created with `line1, city, stateOrProvince, zipOrPostalCode, country` (BILL's API
+requires an address; it is where checks go). It comes from the supplier's **pay-to** address: in SAP a supplier's
+"Pay To" addresses are the `bo_BillTo` rows of BPAddresses (ship-to rows are where goods ship from, never used);
+the one named by `BilltoDefault` wins, else the first bill-to row. A supplier without a usable one (street, city,
+zip code, 2-letter country, and the state for US/CA) is not created: it is held with a message naming the missing
+SAP fields, and goes through by itself on the first run after someone fills them in SAP. Nothing is invented.
 """
 
 import hashlib
@@ -25,8 +32,11 @@ from . import SyncStep
 
 SUPPLIER_SELECT = [
     "CardCode", "CardName", "CardType", "FederalTaxID", "EmailAddress", "Phone1", "Currency", "Frozen", "Valid",
-    "BPAddresses", "UpdateDate", "UpdateTime",
+    "BilltoDefault", "BPAddresses", "UpdateDate", "UpdateTime",
 ]
+PAY_TO_TYPES = ("bo_BillTo", "B")  # a supplier's "Pay To" address in the SAP client is a bill-to row
+# Address part BILL needs -> the SAP field (Addresses tab) a person fills in
+ADDRESS_PARTS = {"line1": "Street", "city": "City", "zipOrPostalCode": "Zip Code", "country": "Country"}
 BULK_LIMIT = 20
 LEGAL_SUFFIXES = {"inc", "llc", "ltd", "co", "corp", "corporation", "company", "gmbh", "ag", "sa", "plc", "the", "lp", "llp"}
 STREET_WORDS = {"street": "st", "drive": "dr", "road": "rd", "avenue": "ave", "boulevard": "blvd", "lane": "ln",
@@ -59,8 +69,7 @@ def norm_address(addr):
 
 def supplier_data(bp):
     """The SAP supplier fields we keep aligned, in BILL's vocabulary."""
-    addresses = bp.get("BPAddresses") or []
-    bill_to = next((a for a in addresses if a.get("AddressType") in ("bo_BillTo", "B")), addresses[0] if addresses else None)
+    bill_to = pay_to_address(bp)
     address = None
     if bill_to:
         street = " ".join(x for x in (bill_to.get("StreetNo"), bill_to.get("Street")) if x)
@@ -78,6 +87,38 @@ def supplier_data(bp):
         "address": address,
         "currency": currency if re.fullmatch(r"[A-Z]{3}", currency) else "",
     }
+
+
+def pay_to_address(bp):
+    """The supplier's pay-to (bo_BillTo) address: the default one (BilltoDefault), else the first; None without one."""
+    pay_to = [a for a in bp.get("BPAddresses") or [] if a.get("AddressType") in PAY_TO_TYPES]
+    default = bp.get("BilltoDefault")
+    return next((a for a in pay_to if default and a.get("AddressName") == default), pay_to[0] if pay_to else None)
+
+
+def address_problem(bp, data):
+    """Why BILL cannot get this supplier's address ('' when it can): names the SAP fields to fill in."""
+    address = data.get("address")
+    where = f"SAP supplier {bp['CardCode']}"
+    if not address:
+        return (f"{where} has no pay-to address: BILL needs one to create the vendor. In SAP, add a Pay To address "
+                "(Addresses tab) with Street, City, Zip Code and Country; it goes through on the next run.")
+    missing = [sap for key, sap in ADDRESS_PARTS.items() if not (address.get(key) or "").strip()]
+    country = (address.get("country") or "").strip()
+    if country and len(country) != 2:
+        missing.append(f"Country (a 2-letter code, not {country!r})")
+    if country in ("US", "CA") and not (address.get("stateOrProvince") or "").strip():
+        missing.append("State")
+    if not missing:
+        return ""
+    name = bp_address_name(bp)
+    return (f"{where}: its pay-to address{name} lacks {', '.join(missing)}, which BILL needs to create the vendor. "
+            "Fill them in SAP (Addresses tab); it goes through on the next run.")
+
+
+def bp_address_name(bp):
+    chosen = pay_to_address(bp)
+    return f" {chosen['AddressName']!r}" if chosen and chosen.get("AddressName") else ""
 
 
 def parse_time(value):
@@ -113,6 +154,8 @@ def vendor_body(data, create=True):
         body["phone"] = data["phone"]
     if data["address"] and data["address"].get("line1"):
         body["address"] = {k: v for k, v in data["address"].items() if v}
+    elif create:
+        raise ValueError(f"no usable address for {data['name']!r}")  # held before this point (address_problem)
     if data["taxId"]:
         body["additionalInfo"] = {"taxId": data["taxId"], "taxIdType": "EIN"}
     if create:
@@ -227,6 +270,7 @@ class VendorAligner(SyncStep):
         for bp in suppliers:
             link = links.get(bp["CardCode"]) or VendorLink(connection=self.connection, card_code=bp["CardCode"])
             data = supplier_data(bp)
+            link.address_problem = address_problem(bp, data)
             link.card_name = data["name"]
             link.sap_data = data
             link.sap_fingerprint = fingerprint(data)
@@ -250,7 +294,7 @@ class VendorAligner(SyncStep):
                     self._save(link)
                 continue
             if link.create_new and not link.bill_vendor_id:
-                to_create.append(link)  # a person decided none of the candidates is this supplier
+                self._queue_create(link, to_create)  # a person decided none of the candidates is this supplier
                 continue
             if link.status == Status.REVIEW:
                 self.summary["review"] += 1
@@ -288,7 +332,15 @@ class VendorAligner(SyncStep):
                                             "'create a new BILL vendor' in the admin.")
             self.summary["review"] += 1
         else:
-            to_create.append(link)
+            self._queue_create(link, to_create)
+
+    def _queue_create(self, link, to_create):
+        """Create only with a usable address; otherwise hold the supplier (and so its invoices) saying what to fill."""
+        if link.address_problem:
+            self._set(link, Status.INVALID, link.address_problem)
+            self.summary["invalid"] += 1
+            return
+        to_create.append(link)
 
     def _resolve_lost_create(self, link):
         """A previous create got no answer: find what it made (same name, created since the attempt) before retrying."""

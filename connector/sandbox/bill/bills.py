@@ -14,6 +14,7 @@ from .common import (
     _compact,
     _date_field,
     _deep_merge,
+    _field_errors,
     _missing,
     _money,
     _not_found,
@@ -104,7 +105,22 @@ class BillsMixin:
                                               else li for li in items]}
         return data
 
+    @staticmethod
+    def _required_bill_fields(data, path):
+        """Every missing required field at once, one entry each (real BILL lists them all, with null codes)."""
+        if not isinstance(data, dict):
+            return
+        invoice = data.get("invoice") if isinstance(data.get("invoice"), dict) else {}
+        present = {"vendorId": data.get("vendorId"), "dueDate": data.get("dueDate"),
+                   "invoice.invoiceNumber": invoice.get("invoiceNumber"), "invoice.invoiceDate": invoice.get("invoiceDate"),
+                   "billLineItems": data.get("billLineItems")}
+        missing = [f"{path}{name}: must not be null" if value is None else f"{path}{name}: must not be blank"
+                   for name, value in present.items() if value in (None, "", [])]
+        if len(missing) > 1:
+            raise _field_errors(missing)
+
     def _h_bill_create(self, ctx):
+        self._required_bill_fields(ctx.json(), "")
         bill = self._bill_normalize(ctx, self._new_bill_input(ctx.json(), ""), "")
         ctx.org.bills[bill["id"]] = bill
         self._emit(ctx.org, "bill.created", "bill", bill, bill["id"], ctx.out)
@@ -114,6 +130,8 @@ class BillsMixin:
         items = ctx.json(expect=list)
         if not 1 <= len(items) <= self.max_bills_bulk:
             raise _bad(f"Bulk bill create accepts 1 to {self.max_bills_bulk} bills, got {len(items)}.")
+        for i, d in enumerate(items):
+            self._required_bill_fields(d, f"[{i}].")
         bills = [self._bill_normalize(ctx, self._new_bill_input(d, f"[{i}]."), f"[{i}].")
                  for i, d in enumerate(items)]  # all validated before any is stored: all-or-nothing
         for bill in bills:

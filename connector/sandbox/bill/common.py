@@ -64,12 +64,24 @@ IDEMPOTENCY_TTL = 24 * 3600
 class ApiError(ValueError):
     """An answer in BILL's error format. Also raised (it is a ValueError) by the Python-side helpers."""
 
-    def __init__(self, status, code, message, category="REQUEST"):
+    def __init__(self, status, code, message, category="REQUEST", entries=None):
         super().__init__(f"{code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.category = category
+        # Several problems in one answer, as real BILL sends them: one array entry each (see `_field_errors`).
+        self.entries = entries
+
+
+def _field_errors(problems, status=400):
+    """One answer listing every `field: rule` problem, the way real BILL validation errors look
+    (api-facts-addendum §3): `code` null on some entries and absent on others, `params` an object or an array."""
+    entries = []
+    for i, message in enumerate(problems):
+        entry = {"code": None, "message": message, "params": {}} if i % 2 == 0 else {"message": message, "params": []}
+        entries.append(entry)
+    return ApiError(status, None, "; ".join(problems), entries=entries)
 
 
 def _bad(message, code="BDC_1119"):
@@ -82,8 +94,9 @@ def _missing(field):
 
 
 def _not_found(what, ident):
-    # [U] BILL's status for an unknown id is not in the sheet; 404 + BDC_1120 "No data found." is our pick.
-    return ApiError(404, "BDC_1120", f"No data found. {what} {ident} does not exist in this organization.")
+    # 404 + BDC_1205 for an unknown id (addendum §3, MJ-SUP); the wording after the gloss is ours.
+    return ApiError(404, "BDC_1205", f"No data found for object with given ID. {what} {ident} does not exist "
+                                     "in this organization.")
 
 
 _DEC_MARK = "\ue000"  # private-use character marking a Decimal in the intermediate JSON text

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .common import DEAD_STATES, SCHEDULED_STATES, ZERO, _bad, _date_field, _missing, _money, _not_found
+from datetime import date
+
+from .common import DEAD_STATES, SCHEDULED_STATES, ZERO, ApiError, _bad, _date_field, _missing, _money, _not_found
 from .state import _recompute_bill
 
 
@@ -20,6 +22,9 @@ class PaymentsMixin:
     def _h_payment_create(self, ctx):
         """Body (our pick, close to the payment object): {vendorId?, processDate?, description?,
         billPayments: [{billId, amount}]}; the single-bill form {billId, amount, ...} is accepted too."""
+        if self.untrusted_session:
+            # MFA: a session without 2-step-verification trust may not move money (addendum §3, BX-MFA).
+            raise ApiError(403, "BDC_1361", "Untrusted session.", "DOWNSTREAM")
         data = ctx.json()
         lines = data.get("billPayments")
         if lines is None and "billId" in data:
@@ -32,6 +37,13 @@ class PaymentsMixin:
                 raise _missing(f"billPayments[{i}].billId")
             pairs.append((line["billId"], _money(line.get("amount"), f"billPayments[{i}].amount")))
         process_date = _date_field(data, "processDate", "", required=False)
+        if process_date is not None and (process_date <= self._today()
+                                         or date.fromisoformat(process_date).weekday() >= 5):
+            # 422 BDC_1152 with the placeholder left unsubstituted and a second entry per bill (TSPD).
+            entries = [{"code": "BDC_1152", "message": "Invalid Process Date : ${paramName0}."}] + [
+                {"code": "BDC_1152", "message": f"{bill_id} : Invalid Process Date : ${{paramName0}}."}
+                for bill_id, _ in pairs]
+            raise ApiError(422, "BDC_1152", "Invalid Process Date", "DOWNSTREAM", entries=entries)
         payment = self._create_payment(ctx.org, pairs, status="SCHEDULED", single_status="SCHEDULED",
                                        process_date=process_date, created_by=ctx.session.user_id, out=ctx.out,
                                        vendor_id=data.get("vendorId"), description=data.get("description"))

@@ -82,5 +82,5 @@ KNOBS = (
     "latency", "error_rate", "concurrency_limit", "rate_limit_status", "hourly_limit", "login_hourly_limit",
     "session_idle_seconds", "webhook_sync", "webhook_retry_delays", "webhook_duplicate_rate", "webhook_timeout",
     "webhook_bill_updated_partial", "emit_bill_updated_on_payment", "allow_http_localhost", "max_vendors_bulk",
-    "max_bills_bulk",
+    "max_bills_bulk", "require_vendor_address", "untrusted_session",
 )

@@ -50,6 +50,8 @@ class BillSimulator(HelpersMixin, WsgiMixin, SessionsMixin, GenericMixin, Vendor
         self.allow_http_localhost = True  # BILL requires https; loopback http is a simulator relaxation
         self.max_vendors_bulk = 20
         self.max_bills_bulk = 100
+        self.require_vendor_address = True  # vendor create refused without line1, city, zipOrPostalCode, country
+        self.untrusted_session = False  # True: POST /v3/payments answers 403 BDC_1361 "Untrusted session."
         # observations
         self.request_count = 0
         self.login_count = 0

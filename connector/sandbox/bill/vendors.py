@@ -14,6 +14,7 @@ from .common import (
     _compact,
     _deep_merge,
     _dict_field,
+    _field_errors,
     _not_found,
     _str_field,
 )
@@ -99,7 +100,21 @@ class VendorsMixin:
                 "updatedTime")
         return _compact({k: v.get(k) for k in keys})
 
+    def _require_address(self, data, path):
+        """Real BILL's OpenAPI makes `address` required on create (addendum §3); the sub-fields are what BILL needs
+        to pay by check. Every missing one is listed, one error entry each."""
+        if not self.require_vendor_address:
+            return
+        address = data.get("address")
+        if not isinstance(address, dict) or not address:
+            raise _field_errors([f"{path}address: must not be null"])
+        missing = [f"{path}address.{key}: must not be blank" for key in ("line1", "city", "zipOrPostalCode", "country")
+                   if not (isinstance(address.get(key), str) and address[key].strip())]
+        if missing:
+            raise _field_errors(missing)
+
     def _new_vendor(self, ctx, data, path):
+        self._require_address(data, path)
         vendor = self._vendor_normalize(data, path)
         vendor.update(id=self._new_id("009"), archived=False, createdTime=ctx.now, updatedTime=ctx.now)
         return self._vendor_order(vendor)

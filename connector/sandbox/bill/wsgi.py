@@ -48,8 +48,13 @@ class WsgiMixin:
         return org
 
     def _error(self, err: ApiError):
-        body = [{"timestamp": self._now_iso(), "code": err.code, "severity": "ERROR", "category": err.category,
-                 "message": err.message}]
+        if getattr(err, "entries", None):
+            body = [{"timestamp": self._now_iso(), **({"code": e["code"]} if "code" in e else {}), "severity": "ERROR",
+                     "category": err.category, "message": e["message"], "params": e.get("params", {})}
+                    for e in err.entries]
+        else:
+            body = [{"timestamp": self._now_iso(), "code": err.code, "severity": "ERROR", "category": err.category,
+                     "message": err.message, "params": {}}]
         return err.status, dumps(body)
 
     # ---------------------------------------------------------------- WSGI

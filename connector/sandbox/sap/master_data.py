@@ -59,6 +59,7 @@ class MasterDataMixin:
             # The client's "Inactive" switch sets Frozen=tYES and Valid=tNO together.
             "Valid": "tNO" if frozen == "tYES" else "tYES", "Frozen": frozen,
             "CreateDate": seeded_on, "CreateTime": seeded_at, "UpdateDate": seeded_on, "UpdateTime": seeded_at,
+            "BilltoDefault": "Bill To",
             "BPAddresses": [{"AddressName": "Bill To", "AddressType": "bo_BillTo", "Street": street, "City": city,
                              "State": state, "ZipCode": zip_code, "Country": country, "RowNum": 0,
                              "BPCode": vendor["CardCode"]}],

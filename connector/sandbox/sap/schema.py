@@ -107,6 +107,7 @@ BUSINESS_PARTNER = _Type("BusinessPartner", {
     "Fax": STR, "ContactPerson": STR, "Website": STR, "PayTermsGrpCode": INT, "DebitorAccount": STR,
     "Valid": YES_NO, "ValidFrom": DATE, "ValidTo": DATE, "Frozen": YES_NO, "FrozenFrom": DATE, "FrozenTo": DATE,
     "FrozenRemarks": STR, "CreateDate": DATE, "CreateTime": TIME, "UpdateDate": DATE, "UpdateTime": TIME,
+    "BilltoDefault": STR, "ShipToDefault": STR,
 }, {"BPAddresses": BP_ADDRESS})
 ACCOUNT = _Type("ChartOfAccount", {
     "Code": STR, "Name": STR, "FormatCode": STR, "ActiveAccount": YES_NO, "AccountType": ACCOUNT_TYPE,
