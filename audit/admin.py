@@ -77,6 +77,9 @@ class AuditEventAdmin(TenantScopedAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # the trail is append-only; retention pruning (prune_audit) is the only delete
+
     @admin.display(description="what happened")
     def summary(self, obj):
         if obj.kind == AuditEvent.Kind.EXCHANGE:

@@ -15,19 +15,19 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from audit.admin_actions import ReplayButtonMixin
 from audit.problems import grouped_problems
 from audit.trail import timeline
 
-from .connections import ping_connection, webhook_url
+from .connections import TestRefused, request_connection_test, webhook_url
 from .models import Connection, InvoiceRecord, Membership, PaymentRecord, SyncRun, Tenant, WebhookEvent
 from .status import connection_overview
-from .tenancy import TenantScopedAdmin, is_operator
+from .tenancy import TenantScopedAdmin, is_editor, is_operator
 
-SECRET_FIELDS = ("sap_password", "bill_password", "bill_dev_key", "bill_webhook_security_key")
+SECRET_FIELDS = Connection.SECRET_FIELDS
 
 
 def replay_action():
@@ -60,7 +60,7 @@ class ConnectionForm(forms.ModelForm):
             "sap_verify_tls", "sap_ca_bundle", "sap_payment_account", "invoice_extra_filter", "bill_base_url",
             "bill_events_base_url", "bill_username", "bill_password", "bill_organization_id", "bill_dev_key",
             "bill_webhook_security_key", "bill_webhook_subscription_id", "cancel_sap_payment_on_void",
-            "schedule_minutes", "schedule_cron", "sync_from",
+            "schedule_minutes", "schedule_cron", "sync_from", "allow_private_network",
         )
 
     def __init__(self, *args, **kwargs):
@@ -70,10 +70,12 @@ class ConnectionForm(forms.ModelForm):
             if name not in self.fields:
                 continue
             field = self.fields[name]
+            state = self.instance.secret_state(name) if editing else "not set"
             self.fields[name] = forms.CharField(
                 label=field.label, required=not editing and name != "bill_webhook_security_key",
                 widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-                help_text="Stored encrypted. Leave empty to keep the current value." if editing else "Stored encrypted.",
+                help_text=(f"Currently {state}. Stored encrypted, never shown. Leave empty to keep the current value."
+                           if editing else "Stored encrypted, never shown."),
             )
             self.initial[name] = ""
 
@@ -112,30 +114,88 @@ class MembershipAdmin(admin.ModelAdmin):
         lambda self, request, obj=None: is_operator(request.user))
 
 
+def _secret_state_display(name, label):
+    @admin.display(description=label)
+    def show(self, obj):
+        return obj.secret_state(name) if obj is not None and obj.pk else "not set"
+
+    show.__name__ = f"{name}_state"
+    return show
+
+
 @admin.register(Connection)
 class ConnectionAdmin(TenantScopedAdmin):
+    """Editors change their own tenant's connection settings (secrets write-only); the tenant and
+    `allow_private_network` are the host operator's. Nobody is ever shown a stored secret: "set, last changed …"."""
+
     form = ConnectionForm
-    tenant_can_change = False  # credentials and endpoints are the host operator's business
+    tenant_can_change = True
     list_display = ("name", "tenant", "enabled", "sap_company_db", "bill_organization_id", "schedule", "last_run",
                     "status_link")
     list_filter = ("enabled", "tenant")
     search_fields = ("name", "tenant__slug", "sap_company_db", "bill_organization_id")
-    readonly_fields = ("webhook_url_display", "created_at", "updated_at")
+    readonly_fields = ("webhook_url_display", "previous_key_state", "last_test_display", "created_at", "updated_at",
+                       *(f"{name}_state" for name in SECRET_FIELDS))
     actions = ["test_connection", "sync_now", "refresh_reference"]
+    for _name in SECRET_FIELDS:
+        locals()[f"{_name}_state"] = _secret_state_display(_name, Connection._meta.get_field(_name).verbose_name)
+    del _name
     fieldsets = (
-        (None, {"fields": ("tenant", "name", "enabled")}),
+        (None, {"fields": ("tenant", "name", "enabled", "allow_private_network", "last_test_display")}),
         ("SAP Business One", {"fields": (
             "sap_base_url", "sap_company_db", "sap_username", "sap_password", "sap_verify_tls", "sap_ca_bundle",
             "sap_payment_account", "invoice_extra_filter",
         )}),
         ("BILL", {"fields": (
             "bill_base_url", "bill_events_base_url", "bill_username", "bill_password", "bill_organization_id",
-            "bill_dev_key", "bill_webhook_security_key", "bill_webhook_subscription_id", "webhook_url_display",
-            "cancel_sap_payment_on_void",
+            "bill_dev_key", "bill_webhook_security_key", "previous_key_state", "bill_webhook_subscription_id",
+            "webhook_url_display", "cancel_sap_payment_on_void",
         )}),
         ("Polling", {"fields": ("schedule_minutes", "schedule_cron", "sync_from")}),
         ("Record", {"fields": ("created_at", "updated_at")}),
     )
+
+    def get_fieldsets(self, request, obj=None):
+        """Where the user cannot edit, each secret is shown only as its state (a read-only field would show it)."""
+        fieldsets = super().get_fieldsets(request, obj)
+        editable = self.has_change_permission(request, obj) if obj is not None else self.has_add_permission(request)
+        if editable:
+            return fieldsets
+        return [(title, {**opts, "fields": [f"{f}_state" if f in SECRET_FIELDS else f for f in opts["fields"]]})
+                for title, opts in fieldsets]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if not is_operator(request.user):
+            readonly.append("allow_private_network")  # operator-only (or the connection file)
+            if obj is not None:
+                readonly.append("tenant")  # editors never move a connection to another tenant
+        return readonly
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        leaked = set(SECRET_FIELDS) & set(self.get_readonly_fields(request, obj))
+        assert not leaked, f"secret fields must never be read-only fields (they would be displayed): {leaked}"
+        return form
+
+    @admin.display(description="previous webhook security key")
+    def previous_key_state(self, obj):
+        until = obj.bill_webhook_previous_key_until if obj is not None else None
+        if obj is None or not obj.previous_webhook_key():
+            return "none accepted"
+        return f"set, still accepted until {until:%Y-%m-%d %H:%M} UTC"
+
+    @admin.display(description="last connection test")
+    def last_test_display(self, obj):
+        test = (obj.last_test or {}) if obj is not None else {}
+        if not test.get("sides"):
+            return "never tested"
+        from datetime import datetime
+
+        sides = format_html_join(", ", "{}: {} ({})", (
+            (side.upper(), "ok" if r.get("ok") else "failed", r.get("words", "")) for side, r in test["sides"].items()))
+        return format_html("{} UTC by {}: {}", f"{datetime.fromisoformat(test['at']):%Y-%m-%d %H:%M}",
+                           test.get("by") or "?", sides)
 
     def get_urls(self):
         return [
@@ -162,18 +222,39 @@ class ConnectionAdmin(TenantScopedAdmin):
     def status_link(self, obj):
         return format_html('<a href="{}">status</a>', reverse("admin:connector_connection_status", args=[obj.pk]))
 
-    @admin.action(description="Test connection (log in to SAP and BILL)", permissions=["view"])
+    @admin.action(description="Test connection (log in to SAP and BILL, in the task queue)", permissions=["test"])
     def test_connection(self, request, queryset):
+        """Queued (short timeouts), one at a time per connection, rate-limited; the result lands on the
+        connection (shown here at once when the queue was quick, else on the connection's page)."""
         results = []
-        for conn in queryset:
-            outcome = ping_connection(conn)
-            results.append({"connection": conn, "sides": [(side.upper(), *outcome[side]) for side in ("sap", "bill")]})
-            for side, (ok, words) in outcome.items():
+        for conn in queryset[:20]:
+            asked = timezone.now().isoformat()
+            try:
+                request_connection_test(conn, request.user.get_username())
+            except TestRefused as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+                continue
+            conn.refresh_from_db(fields=["last_test"])
+            test = conn.last_test or {}
+            if test.get("at", "") < asked:
+                self.message_user(request, format_html(
+                    '{}: test queued; the result appears on <a href="{}">the connection\'s page</a> within a minute.',
+                    conn, reverse("admin:connector_connection_change", args=[conn.pk])), messages.INFO)
+                continue
+            sides = [(side.upper(), r["ok"], r["words"]) for side, r in test["sides"].items()]
+            results.append({"connection": conn, "sides": sides})
+            for side, ok, words in sides:
                 level = messages.SUCCESS if ok else messages.ERROR
-                self.message_user(request, f"{conn} – {side.upper()}: {'ok' if ok else 'failed'}: {words}", level)
+                self.message_user(request, f"{conn} – {side}: {'ok' if ok else 'failed'}: {words}", level)
+        if not results:
+            return None
         return TemplateResponse(request, "admin/connector/test_connection.html", {
             **self.admin_site.each_context(request), "results": results, "title": "Test connection",
             "opts": self.model._meta})
+
+    def has_test_permission(self, request):
+        """Editors and operators; a viewer only reads (a test logs in to both systems)."""
+        return is_operator(request.user) or is_editor(request)
 
     def _run(self, request, queryset, steps, label):
         from connector.sync.runner import AlreadyRunning, run_sync
@@ -204,8 +285,6 @@ class ConnectionAdmin(TenantScopedAdmin):
 
     def has_sync_permission(self, request):
         """Editors may start a sync of their own tenant's connections; viewers may not."""
-        from .tenancy import is_editor
-
         return is_operator(request.user) or is_editor(request)
 
     def status_view(self, request, pk):
@@ -318,5 +397,24 @@ class SyncRunAdmin(TenantScopedAdmin):
     list_filter = ("status", "trigger", "connection")
     tenant_can_change = False
 
+    def get_fields(self, request, obj=None):
+        fields = [f.name for f in SyncRun._meta.fields]
+        if not is_operator(request.user):  # tenant staff read plain words, never a traceback
+            fields = ["error_words" if name == "error" else name for name in fields]
+        return fields
+
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in SyncRun._meta.fields]
+        return [*(f.name for f in SyncRun._meta.fields), "error_words"]
+
+    @admin.display(description="error")
+    def error_words(self, obj):
+        return plain_error(obj.error)
+
+
+def plain_error(text):
+    """The words of an error, without a traceback's file paths and code lines (its last line says what happened)."""
+    text = (text or "").strip()
+    if not text.startswith("Traceback") and 'File "' not in text:
+        return text
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith((" ", "\t", "Traceback"))]
+    return lines[-1] if lines else "an internal error (the host operator has the details)"

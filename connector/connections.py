@@ -174,14 +174,79 @@ def webhook_url(conn):
     return f"{settings.PUBLIC_BASE_URL}/webhooks/bill/{conn.webhook_token}/"
 
 
-def ping_connection(conn):
+def scrub(text, conn):
+    """`text` with every stored secret of `conn` replaced by ***: a server may echo what we sent it."""
+    text = str(text)
+    for name in (*conn.SECRET_FIELDS, "bill_webhook_previous_key"):
+        try:
+            value = getattr(conn, name)
+        except Exception:  # noqa: BLE001 - an unreadable secret cannot be in the text either
+            continue
+        if value and len(value) >= 6:  # (shorter ones would scrub ordinary words)
+            text = text.replace(value, "***")
+    return text
+
+
+def ping_connection(conn, **client_kw):
     """Log in to both sides. Returns {"sap": (ok, words), "bill": (ok, words)}; never raises for remote failures."""
     results = {}
     for side, factory in (("sap", SapClient.for_connection), ("bill", BillClient.for_connection)):
         try:
-            results[side] = (True, factory(conn).ping())
+            results[side] = (True, scrub(factory(conn, **client_kw).ping(), conn))
         except RemoteError as exc:
-            results[side] = (False, str(exc))
+            results[side] = (False, scrub(exc, conn))
         except Exception as exc:  # noqa: BLE001 - a ping reports any failure in words, never a traceback
-            results[side] = (False, f"{exc.__class__.__name__}: {exc}")
+            results[side] = (False, scrub(f"{exc.__class__.__name__}: {exc}", conn))
     return results
+
+
+# --- "Test connection" in the admin: editors and operators, one at a time per connection, rate-limited -----------
+TEST_TIMEOUT = (4, 15)  # (connect, read) seconds: a test answers within a minute even when a host is dead
+
+
+class TestRefused(Exception):
+    """A connection test was asked for too soon, or while one is running."""
+
+
+def _test_keys(conn):
+    # The webhook token makes the keys unique per connection across deployments sharing one Redis (and test runs).
+    return f"ml-conn-test-running:{conn.pk}:{conn.webhook_token}", f"ml-conn-test-recent:{conn.pk}:{conn.webhook_token}"
+
+
+def request_connection_test(conn, actor):
+    """Queue a test of both logins. Raises TestRefused when one is running or one started in the last
+    CONNECTION_TEST_INTERVAL seconds; the outcome is stored on the connection (`last_test`)."""
+    from django.conf import settings
+    from django.core.cache import cache
+    from django_q.tasks import async_task
+
+    running, recent = _test_keys(conn)
+    interval = getattr(settings, "CONNECTION_TEST_INTERVAL", 30)
+    if cache.get(running):
+        raise TestRefused(f"{conn}: a connection test is already running; its result appears on the connection page.")
+    if not cache.add(recent, actor or "-", timeout=interval):
+        raise TestRefused(f"{conn}: tested less than {interval} seconds ago; try again in a moment.")
+    cache.set(running, actor or "-", timeout=180)
+    try:
+        async_task("connector.connections.run_connection_test", conn.pk, actor, task_name=f"test-connection-{conn.pk}")
+    except Exception:
+        cache.delete(running)
+        raise
+
+
+def run_connection_test(connection_id, actor=""):
+    """The queued test: both logins with short timeouts; the words (secrets scrubbed) go on `conn.last_test`."""
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    conn = Connection.objects.filter(pk=connection_id).select_related("tenant").first()
+    if conn is None:
+        return "connection missing"
+    try:
+        outcome = ping_connection(conn, timeout=TEST_TIMEOUT)
+        conn.last_test = {"at": timezone.now().isoformat(), "by": actor,
+                          "sides": {side: {"ok": ok, "words": words[:500]} for side, (ok, words) in outcome.items()}}
+        conn.save(update_fields=["last_test"])
+    finally:
+        cache.delete(_test_keys(conn)[0])
+    return "; ".join(f"{side}: {'ok' if ok else 'failed'}" for side, (ok, _) in outcome.items())
