@@ -42,3 +42,23 @@ def test_bad_payment_account_fails_one_record_with_sap_words_and_no_extra_login(
     assert sap_sim.login_count == logins_before  # the -5002 is not taken for an expired session
     assert sap_sim.stats()["requests_by_path"].get("POST VendorPayments", 0) - posts_before == 1
     assert not sap_sim.entities("VendorPayments")
+
+
+@pytest.mark.django_db
+def test_bill_refused_with_three_field_errors_shows_all_three(conn, sap_sim, bill_sim):
+    sap_sim.add_invoice("V1000", [{"AccountCode": "6100", "LineTotal": "80.00", "CostingCode": "ADMIN"}],
+                        num_at_card="THREE-1")
+    run_sync(conn, ["reference"])
+    map_everything(conn)
+    run_sync(conn, ["vendors"])
+    problems = ["invoice.invoiceNumber: size must be between 1 and 21", "dueDate: must not be before invoiceDate",
+                "billLineItems[0].classifications.chartOfAccountId: account is inactive"]
+    for path in ("/v3/bills/bulk", "/v3/bills"):  # the bulk request, then the one-by-one retry that isolates it
+        bill_sim.fail_next("POST", path, 400, None, "", count=3, entries=[
+            {"code": None, "message": problems[0], "params": {}}, {"message": problems[1]},
+            {"code": "BDC_1119", "message": problems[2], "params": [{"name": "field", "value": "chartOfAccountId"}]}])
+    run_sync(conn, ["bills"])
+    record = InvoiceRecord.objects.get(connection=conn, invoice_number="THREE-1")
+    assert record.status != "synced"
+    for problem in problems:
+        assert problem in record.last_error, record.last_error

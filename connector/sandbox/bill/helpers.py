@@ -130,11 +130,12 @@ class HelpersMixin:
         with self._lock:
             self._lose_rules.append({"method": (method or "*").upper(), "path": path_contains, "count": count})
 
-    def fail_next(self, method, path_contains, status, code, message, count=1):
-        """Answer the next `count` matching requests with this BILL error, without executing them."""
+    def fail_next(self, method, path_contains, status, code, message, count=1, entries=None):
+        """Answer the next `count` matching requests with this BILL error, without executing them. `entries`
+        ([{code?, message, params?}]) gives a multi-entry answer as real BILL validation errors are."""
         with self._lock:
             self._fail_rules.append({"method": (method or "*").upper(), "path": path_contains, "count": count,
-                                     "status": status, "code": code, "message": message})
+                                     "status": status, "code": code, "message": message, "entries": entries})
 
     def expire_all_sessions(self):
         with self._lock:

@@ -129,7 +129,8 @@ class WsgiMixin:
             with self._lock:
                 self.requests_by_path[f"{req.method} {route.template}"] += 1
             if injected:
-                raise ApiError(injected["status"], injected["code"], injected["message"], "DOWNSTREAM")
+                raise ApiError(injected["status"], injected["code"], injected["message"], "DOWNSTREAM",
+                               entries=injected.get("entries"))
             if route.handler == "login":
                 status, body = self._serve_login(req)
             else:
