@@ -18,7 +18,7 @@ def sync_schedule(conn):
     from django_q.models import Schedule
 
     name = schedule_name(conn)
-    if not conn.enabled:
+    if not conn.enabled or _paused(conn):
         Schedule.objects.filter(name=name).delete()
         return None
     defaults = {"func": "connector.tasks.run_scheduled_sync", "args": f"({conn.pk},)", "repeats": -1}
@@ -37,6 +37,15 @@ def sync_schedule(conn):
         existing.save()
         return existing
     return Schedule.objects.create(name=name, **defaults)
+
+
+def _paused(conn):
+    """Paused by the alerts app after repeated failures (until a passing 'Test connection')."""
+    try:
+        from alerts.health import is_paused
+    except ImportError:
+        return False
+    return conn.pk is not None and is_paused(conn)
 
 
 def ensure_sweep():

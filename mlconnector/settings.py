@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "mappings",
     "audit",
     "reconcile",
+    "alerts",
 ]
 
 MIDDLEWARE = [
@@ -160,3 +161,13 @@ LOGGING = {
         "django-q": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }
+
+# --- Alerts (e-mail through Django's mail settings; the demo prints them on the console) ----------------------
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend" if DEBUG
+                    else "django.core.mail.backends.smtp.EmailBackend")
+if env("EMAIL_URL", default=""):
+    vars().update(env.email_url("EMAIL_URL"))
+ALERT_FROM_EMAIL = env("ALERT_FROM_EMAIL", default="ml-connector@localhost")
+ALERT_OPERATOR_EMAILS = env.list("ALERT_OPERATOR_EMAILS", default=[])  # empty: active superusers with an e-mail
+ALERT_WARN_AFTER_FAILURES = env.int("ALERT_WARN_AFTER_FAILURES", default=3)
+ALERT_PAUSE_AFTER_FAILURES = env.int("ALERT_PAUSE_AFTER_FAILURES", default=6)

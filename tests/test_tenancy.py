@@ -92,6 +92,9 @@ def _reconcile_and_alert_factories():
         "Alert": lambda conn, n: a.Alert.objects.create(tenant=conn.tenant, connection=conn, category="problem",
                                                         key=f"k{n}", title="t"),
         "ConnectionHealth": lambda conn, n: a.ConnectionHealth.objects.get_or_create(connection=conn)[0],
+        "Notification": lambda conn, n: a.Notification.objects.create(tenant=conn.tenant, connection=conn,
+                                                                      category="problem", subject="s", recipients="r",
+                                                                      body="b"),
     })
     return made
 
