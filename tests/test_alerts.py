@@ -10,7 +10,7 @@ from django.core import mail
 from alerts.digest import operator_digest, tenant_digest
 from alerts.engine import problems_changed
 from alerts.models import Alert, AlertPolicy, AlertRecipient, ConnectionHealth
-from connector.connections import apply_connection, ping_connection
+from connector.connections import apply_connection, run_connection_test
 from connector.models import InvoiceRecord
 from connector.sync.runner import run_sync
 from mappings.models import SapAccount
@@ -119,17 +119,12 @@ def test_warn_then_pause_after_repeated_login_failures_and_resume_after_a_passin
     health = ConnectionHealth.objects.get(connection=conn)
     assert health.paused_at and health.consecutive_failures == 3
 
-    # A failing test changes nothing; a passing one resumes the schedule.
-    failing = ping_connection(conn)
-    conn.last_test = {"sides": {side: {"ok": ok, "words": words} for side, (ok, words) in failing.items()}}
-    conn.save(update_fields=["last_test"])
+    # A failing "Test connection" changes nothing; a passing one resumes the schedule.
+    run_connection_test(conn.pk, "alice")
     assert not Schedule.objects.filter(name=f"sync:{conn.pk}").exists()
     conn.bill_password = "demo-password"
     conn.save()
-    passing = ping_connection(conn)
-    assert all(ok for ok, _ in passing.values())
-    conn.last_test = {"sides": {side: {"ok": ok, "words": words} for side, (ok, words) in passing.items()}}
-    conn.save(update_fields=["last_test"])
+    assert run_connection_test(conn.pk, "alice") == "sap: ok; bill: ok"
     assert Schedule.objects.filter(name=f"sync:{conn.pk}").exists()
     health.refresh_from_db()
     assert health.paused_at is None and health.consecutive_failures == 0 and health.resumed_at
