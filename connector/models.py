@@ -143,6 +143,15 @@ class Connection(models.Model):
         max_length=500, blank=True,
         help_text="Extra OData $filter ANDed to the invoice query, e.g. U_Approved eq 'Y'.",
     )
+    sap_currency_codes = models.JSONField(
+        "SAP currency codes", default=dict, blank=True,
+        help_text='SAP (B1) currency code → ISO 4217 code, e.g. {"$": "USD", "Can": "CAD"}. Codes of three capital '
+                  'letters are taken as ISO already; "$" is USD unless mapped otherwise.',
+    )
+    sap_company = models.JSONField(
+        "SAP company settings", default=dict, blank=True, editable=False,
+        help_text="Read from SAP (AdminInfo, BusinessPlaces) with the reference data: local currency, branches.",
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -380,6 +389,8 @@ class InvoiceRecord(models.Model):
     due_date = models.DateField(null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True)
     doc_total = models.DecimalField(max_digits=18, decimal_places=2, default=0)
+    branch_id = models.IntegerField("SAP branch (BPLID)", null=True, blank=True)
+    branch_name = models.CharField("SAP branch", max_length=100, blank=True)
     sap_updated = models.CharField("SAP update stamp", max_length=30, blank=True)
     sap_state = models.CharField(max_length=20, blank=True, help_text="open / closed / cancelled in SAP")
     document = models.JSONField(default=dict, blank=True, help_text="The SAP invoice as last read.")
