@@ -4,6 +4,7 @@ See README "Configuration": DATABASE_URL, REDIS_URL, FIELD_ENCRYPTION_KEY, SECRE
 PUBLIC_BASE_URL. The default is a zero-setup SQLite file under var/ with django-q2's ORM broker.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -16,10 +17,21 @@ VAR_DIR.mkdir(exist_ok=True)
 env = environ.Env()
 
 DEBUG = env.bool("DEBUG", default=False)
-# A local-only default so `manage.py` works out of the box; production must set SECRET_KEY.
-SECRET_KEY = env("SECRET_KEY", default="insecure-local-only-key-change-me-in-production-0123456789")
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+
+def _required_outside_debug(name, why):
+    """Outside DEBUG a missing production setting stops the process at start (issue 10), never a silent default."""
+    if not DEBUG and not env(name, default=""):
+        raise ImproperlyConfigured(f"{name} is not set (DEBUG is off): {why}. See README, 'Running in production'.")
+
+
+# Django signs sessions and django-q2 signs its task packages with SECRET_KEY: never a guessable default in production.
+_required_outside_debug("SECRET_KEY", "set it to a long random value, e.g. "
+                        "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`")
+SECRET_KEY = env("SECRET_KEY", default="insecure-local-only-key-change-me-in-production-0123456789")
+_required_outside_debug("ALLOWED_HOSTS", "set it to the host name(s) this deployment answers on, comma-separated")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -30,6 +42,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_q",
     "import_export",
+    "axes",
     "connector",
     "mappings",
     "audit",
@@ -45,6 +58,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # admin login throttling (django-axes); keep it last
 ]
 
 ROOT_URLCONF = "mlconnector.urls"
@@ -113,6 +127,13 @@ else:
 # --- Secrets at rest --------------------------------------------------------------------------------------
 _keys = env.list("FIELD_ENCRYPTION_KEY", default=[])
 _key_file = VAR_DIR / "field-encryption.key"
+if not _keys and not DEBUG:
+    # Outside DEBUG the key comes from the environment only: never silently from a leftover demo key file.
+    raise ImproperlyConfigured(
+        "FIELD_ENCRYPTION_KEY is not set (DEBUG is off). Set it to a Fernet key (generate one with "
+        "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`), "
+        "several comma-separated to rotate keys. See README, 'Running in production'."
+    )
 if not _keys:
     # The demo (and DEBUG) run without configuration: they keep a generated key in a git-ignored local file.
     if not _key_file.exists() and DEBUG:
@@ -129,9 +150,49 @@ if not _keys:
     _keys = [_key_file.read_text().strip()]
 FIELD_ENCRYPTION_KEY = _keys if len(_keys) > 1 else _keys[0]
 
+# --- Behind a TLS-terminating proxy (README, "Running in production") ---------------------------------------
+_https = not DEBUG and env.bool("HTTPS", default=True)  # HTTPS=0 only for a plain-HTTP test install
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=_https)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=_https)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if _https else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# The header the proxy sets to say the client spoke HTTPS, e.g. HTTP_X_FORWARDED_PROTO (only if it always sets it).
+if env("SECURE_PROXY_SSL_HEADER", default=""):
+    SECURE_PROXY_SSL_HEADER = (env("SECURE_PROXY_SSL_HEADER"), "https")
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[PUBLIC_BASE_URL] if PUBLIC_BASE_URL.startswith(
+    "https://") else [])
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 3600)
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# --- Admin login throttling (django-axes): 5 failures for one user name from one address lock it for 15 min ---
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+
+# --- Uploads: admin forms and CSV imports; a webhook body is capped separately (WEBHOOK_MAX_BODY) -------------
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=5 * 1024 * 1024)  # mapping CSV imports
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 5000
+# Tenant staff's connection tests: at most one per connection in this many seconds (and one at a time).
+CONNECTION_TEST_INTERVAL = env.int("CONNECTION_TEST_INTERVAL", default=30)
+# A replaced BILL webhook security key is still accepted this long (BILL switches keys within minutes).
+WEBHOOK_PREVIOUS_KEY_GRACE_HOURS = env.int("WEBHOOK_PREVIOUS_KEY_GRACE_HOURS", default=24)
+# CSV exports (admin) never start a cell with = + - @ tab or CR: spreadsheets would run it as a formula.
+IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True
+
 # --- The rest ---------------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -4,6 +4,10 @@ import os
 
 # Fixed throwaway key: encrypted fields build their crypter at import time, so it must exist before settings load.
 os.environ.setdefault("FIELD_ENCRYPTION_KEY", "Ns4Cj0bN8h6XbGkR8mB1n3Vt0c7mY2aZbq9Jp5Q3xUw=")
+# The suite runs with DEBUG=0, where these are required (production refuses to start without them).
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-4b7c1d9e0f2a3b5c6d8e7f9a0b1c2d3e4f5a6b7c8d9e")
+os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+os.environ.setdefault("HTTPS", "0")  # the test client and the live server speak plain HTTP
 
 from mlconnector.settings import *  # noqa: E402,F403
 

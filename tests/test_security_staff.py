@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate as _authenticate
 from django.contrib.auth.models import User
+from django.test import RequestFactory
 
 from connector.connections import apply_connection
 from connector.models import Membership
@@ -15,6 +16,11 @@ from tests.conftest import connection_file
 from tests.test_connections import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def authenticate(**credentials):
+    """As the admin's login form does it (django-axes needs the request)."""
+    return _authenticate(RequestFactory().post("/admin/login/"), **credentials)
 
 
 @pytest.fixture
