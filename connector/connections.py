@@ -25,7 +25,7 @@ class NotFound(Exception):
 SAP_KEYS = {
     "base_url": True, "company_db": True, "username": True, "password": True,
     "verify_tls": False, "ca_bundle": False, "payment_account": False, "invoice_filter": False,
-    "cancel_payment_on_void": False,
+    "cancel_payment_on_void": False, "currency_codes": False,
 }
 BOOL_KEYS = {("sap", "verify_tls"), ("sap", "cancel_payment_on_void")}
 BILL_KEYS = {
@@ -40,7 +40,7 @@ FIELD_MAP = {
     ("sap", "username"): "sap_username", ("sap", "password"): "sap_password",
     ("sap", "verify_tls"): "sap_verify_tls", ("sap", "ca_bundle"): "sap_ca_bundle",
     ("sap", "payment_account"): "sap_payment_account", ("sap", "invoice_filter"): "invoice_extra_filter",
-    ("sap", "cancel_payment_on_void"): "cancel_sap_payment_on_void",
+    ("sap", "cancel_payment_on_void"): "cancel_sap_payment_on_void", ("sap", "currency_codes"): "sap_currency_codes",
     ("bill", "base_url"): "bill_base_url", ("bill", "username"): "bill_username",
     ("bill", "password"): "bill_password", ("bill", "organization_id"): "bill_organization_id",
     ("bill", "dev_key"): "bill_dev_key", ("bill", "webhook_security_key"): "bill_webhook_security_key",
@@ -71,9 +71,21 @@ def _string(value, where):
 # stores it, and a file that never had it must not erase it).
 DEFAULTS = {
     "sap_verify_tls": True, "sap_ca_bundle": "", "sap_payment_account": "", "invoice_extra_filter": "",
-    "cancel_sap_payment_on_void": False, "bill_events_base_url": "", "enabled": True,
+    "cancel_sap_payment_on_void": False, "bill_events_base_url": "", "enabled": True, "sap_currency_codes": {},
     "schedule_minutes": 15, "schedule_cron": "", "allow_private_network": False,
 }
+
+
+def _currency_codes(value, where):
+    """{"<SAP B1 currency code>": "<ISO 4217 code>"}, e.g. {"$": "USD"}."""
+    if not isinstance(value, dict):
+        raise BadInput(f'{where} must be an object like {{"$": "USD"}} (SAP currency code to ISO code)')
+    for code, iso in value.items():
+        if not code.strip() or len(code) > 3:
+            raise BadInput(f"{where}: {code!r} is not an SAP currency code (1 to 3 characters)")
+        if not isinstance(iso, str) or not re.fullmatch(r"[A-Z]{3}", iso):
+            raise BadInput(f"{where}.{code} must be an ISO 4217 code like USD, not {iso!r}")
+    return dict(value)
 
 
 def parse_connection_file(data):
@@ -89,6 +101,8 @@ def parse_connection_file(data):
                 if not isinstance(value, bool):
                     raise BadInput(f"{where} must be true or false")
                 values[FIELD_MAP[(section, key)]] = value
+            elif (section, key) == ("sap", "currency_codes"):
+                values[FIELD_MAP[(section, key)]] = _currency_codes(value, where)
             else:
                 values[FIELD_MAP[(section, key)]] = _string(value if value is not None else "", where)
     schedule = data.get("schedule")

@@ -71,7 +71,28 @@ def fetch_sap_reference(sap):
     except SapError as exc:
         if exc.status not in (400, 404):
             raise
-    return {"accounts": accounts, "centers": centers, "taxes": taxes, "expenses": expenses}
+    return {"accounts": accounts, "centers": centers, "taxes": taxes, "expenses": expenses,
+            "company": fetch_sap_company(sap)}
+
+
+def fetch_sap_company(sap):
+    """The SAP company's local currency and branches: `POST CompanyService_GetAdminInfo` (LocalCurrency,
+    SystemCurrency, EnableBranches), then the active `BusinessPlaces` when branches are on (addendum §7, §8).
+    A user not allowed to read AdminInfo gives {"error": ...}: invoices are then treated as before (ISO codes)."""
+    try:
+        info = sap.request("POST", "CompanyService_GetAdminInfo") or {}
+    except SapError as exc:
+        if exc.status not in (400, 403, 404):
+            raise
+        return {"error": f"could not read SAP AdminInfo: {exc}"}
+    company = {"local_currency": (info.get("LocalCurrency") or "").strip(),
+               "system_currency": (info.get("SystemCurrency") or "").strip(),
+               "branches_enabled": info.get("EnableBranches") == "tYES", "branches": {}}
+    if company["branches_enabled"]:
+        for row in sap.iterate("BusinessPlaces", select=["BPLID", "BPLName", "Disabled", "MainBPL"],
+                               filter="Disabled eq 'tNO'"):
+            company["branches"][str(row["BPLID"])] = row.get("BPLName") or ""
+    return company
 
 
 def fetch_bill_reference(bill):
@@ -141,6 +162,10 @@ def store_reference(connection, sap_data, bill_data):
             "bill_departments": _upsert(BillDepartment, connection, "bill_id", bill_data["departments"], now),
         }
         refresh_mapping_statuses(connection)
+        if "company" in sap_data:
+            # only this column: the connection row is edited elsewhere too (admin, connection apply)
+            type(connection).objects.filter(pk=connection.pk).update(sap_company=sap_data["company"])
+            connection.sap_company = sap_data["company"]
         ReferenceRefresh.objects.update_or_create(
             connection=connection, defaults={"refreshed_at": now, "counts": counts, "error": ""}
         )

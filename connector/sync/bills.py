@@ -36,6 +36,7 @@ from .coding import (
     code_invoice,
     description,
     invoice_number,
+    iso_currency,
     marker,
     marker_in,
     money,
@@ -58,13 +59,14 @@ INVOICE_SELECT = [
     "DocEntry", "DocNum", "DocType", "CardCode", "CardName", "NumAtCard", "DocDate", "DocDueDate", "TaxDate",
     "DocTotal", "VatSum", "DocCurrency", "PaidToDate", "DocumentStatus", "Cancelled", "CancelStatus", "Comments",
     "DiscountPercent", "TotalDiscount", "RoundingDiffAmount", "UpdateDate", "UpdateTime", "CreationDate",
-    "DocumentLines", "DocumentAdditionalExpenses",
+    "DocumentLines", "DocumentAdditionalExpenses", "DocTotalFc", "BPL_IDAssignedToInvoice", "BPLName",
 ]
 LINE_FIELDS = ["LineNum", "ItemDescription", "AccountCode", "LineTotal", "TaxCode", "VatGroup", "TaxTotal",
                "CostingCode", "CostingCode2", "CostingCode3", "CostingCode4", "CostingCode5"]
 EDITABLE_PAYMENT_STATUSES = {"UNPAID", "UNDEFINED", ""}
 # What the read phase writes on a known invoice.
 READ_FIELDS = ["doc_num", "card_code", "card_name", "invoice_number", "doc_date", "due_date", "currency", "doc_total",
+               "branch_id", "branch_name",
                "sap_updated", "sap_state", "document", "status", "next_step", "last_error", "attempts", "updated_at"]
 
 
@@ -282,8 +284,11 @@ class BillSync(SyncStep):
         record.invoice_number = invoice_number(doc)[:100]
         record.doc_date = parse_day(doc.get("TaxDate") or doc.get("DocDate"))
         record.due_date = parse_day(doc.get("DocDueDate"))
-        record.currency = (doc.get("DocCurrency") or "")[:3]
-        record.doc_total = money(doc.get("DocTotal"))
+        record.currency = (iso_currency(doc.get("DocCurrency"), self.connection.sap_currency_codes)
+                           or doc.get("DocCurrency") or "")[:3]
+        record.doc_total = money(doc.get("DocTotal"))  # local currency (DocTotalFc is 0 on local documents)
+        record.branch_id = doc.get("BPL_IDAssignedToInvoice")  # SAP branch (BPLID); None without branches
+        record.branch_name = (doc.get("BPLName") or "")[:100]
         record.sap_updated = stamp
         record.sap_state = state
         record.document = kept

@@ -4,6 +4,12 @@ Pure functions over plain data: `code_invoice(doc, book)` returns the BILL bill 
 things a person must map first. Money is Decimal throughout; the bill total equals SAP's DocTotal to the
 cent: lines after the header discount, tax on the tax account of each tax code, freight on its expense
 account, and any rounding difference on the largest line.
+
+Currency (api-facts-addendum §8): SAP currency codes are B1 codes, not ISO ("$" is common for the local
+currency). `DocTotal` and the line amounts are in the company's local currency (AdminInfo.LocalCurrency); on a
+local-currency document the *Fc fields are 0. A B1 code becomes an ISO code through the connection's
+`sap_currency_codes`, then three capital letters are taken as ISO, and "$" is USD unless mapped otherwise. Only
+local-currency documents whose ISO code BILL takes are coded; any other is held with the same message as before.
 """
 
 import re
@@ -16,6 +22,16 @@ CENT = Decimal("0.01")
 ROUNDING_TOLERANCE = Decimal("1.00")
 MARKER_RE = re.compile(r"\[SAP (?:(\S+) )?DocEntry (\d+)\]")
 COSTING_FIELDS = ("CostingCode", "CostingCode2", "CostingCode3", "CostingCode4", "CostingCode5")
+DEFAULT_CURRENCY_CODES = {"$": "USD"}  # B1 code -> ISO when a connection does not say otherwise
+
+
+def iso_currency(code, codes=None):
+    """The ISO 4217 code of a B1 currency code, or '' when unknown (a connection maps it in sap_currency_codes)."""
+    code = (code or "").strip()
+    mapped = {**DEFAULT_CURRENCY_CODES, **(codes or {})}
+    if code in mapped:
+        return str(mapped[code]).strip().upper()
+    return code if re.fullmatch(r"[A-Z]{3}", code) else ""
 
 
 def money(value):
@@ -49,12 +65,16 @@ class MappingBook:
     vendors: dict = field(default_factory=dict)  # CardCode -> (bill_vendor_id | None, status, last_error)
     currencies: frozenset = frozenset({"USD"})
     company: str = ""  # the SAP company database: part of each bill's marker
+    local_currency: str = ""  # B1 code of the SAP company's local currency (AdminInfo); '' when never read
+    currency_codes: dict = field(default_factory=dict)  # the connection's B1 code -> ISO code map
 
     @classmethod
     def load(cls, connection):
         from mappings.models import SapAccount, SapCostCenter, SapExpenseType, SapTaxCode, VendorLink
 
-        book = cls(company=connection.sap_company_db)
+        book = cls(company=connection.sap_company_db,
+                   local_currency=(connection.sap_company or {}).get("local_currency") or "",
+                   currency_codes=connection.sap_currency_codes or {})
         for row in SapAccount.objects.filter(connection=connection).select_related("bill_account"):
             target = row.bill_account
             book.accounts[row.code] = (
@@ -134,16 +154,25 @@ def code_invoice(doc, book):
     """Return (bill_body, problems). A non-empty problems list means: hold the invoice, nothing is sent."""
     problems = []
     vendor_id, vendor_status, vendor_error = book.vendors.get(doc["CardCode"], (None, None, ""))
-    if not vendor_id:
+    if vendor_id and vendor_status == "invalid":
+        # linked before, but SAP says no now (frozen/inactive supplier, no usable address): held until it is fixed
+        problems.append(vendor_error or f"SAP supplier {doc['CardCode']} cannot be billed now: see its vendor link")
+    elif not vendor_id:
         if vendor_status is None:
             problems.append(f"SAP supplier {doc['CardCode']} has no BILL vendor yet: run the vendors step")
         else:
             problems.append(f"SAP supplier {doc['CardCode']} is not linked to a BILL vendor ({vendor_status}): "
                             f"{vendor_error or 'fix it under Vendor links'}")
-    currency = (doc.get("DocCurrency") or "USD").strip()
-    if currency not in book.currencies:
-        problems.append(f"currency {currency}: BILL takes only {', '.join(sorted(book.currencies))} bills for this "
+    currency = (doc.get("DocCurrency") or book.local_currency or "USD").strip()
+    iso = iso_currency(currency, book.currency_codes)
+    foreign = bool(book.local_currency) and currency != book.local_currency  # amounts would be the *Fc fields
+    if foreign or iso not in book.currencies:
+        named = currency if iso in ("", currency) else f"{currency} ({iso})"
+        problems.append(f"currency {named}: BILL takes only {', '.join(sorted(book.currencies))} bills for this "
                         "organization: pay this invoice outside BILL or post it in USD")
+        if not iso:
+            problems.append(f"SAP currency code {currency!r} is not an ISO code: map it in the connection's "
+                            f"sap_currency_codes (e.g. {{\"{currency}\": \"USD\"}})")
 
     discount = Decimal(str(doc.get("DiscountPercent") or 0))
     lines = []

@@ -29,6 +29,7 @@ from connector.clients.sap import odata_quote
 from mappings.models import VendorLink
 
 from . import SyncStep
+from .coding import iso_currency
 
 SUPPLIER_SELECT = [
     "CardCode", "CardName", "CardType", "FederalTaxID", "EmailAddress", "Phone1", "Currency", "Frozen", "Valid",
@@ -67,8 +68,8 @@ def norm_address(addr):
     return f"{street}|{zipcode}" if street and zipcode else ""
 
 
-def supplier_data(bp):
-    """The SAP supplier fields we keep aligned, in BILL's vocabulary."""
+def supplier_data(bp, currency_codes=None):
+    """The SAP supplier fields we keep aligned, in BILL's vocabulary (B1 currency codes mapped to ISO)."""
     bill_to = pay_to_address(bp)
     address = None
     if bill_to:
@@ -78,14 +79,14 @@ def supplier_data(bp):
             "stateOrProvince": bill_to.get("State") or "", "zipOrPostalCode": bill_to.get("ZipCode") or "",
             "country": bill_to.get("Country") or "",
         }
-    currency = bp.get("Currency") or ""
+    currency = iso_currency(bp.get("Currency"), currency_codes)  # "##" (all currencies) or unknown: ''
     return {
         "name": (bp.get("CardName") or bp["CardCode"])[:100],
         "email": bp.get("EmailAddress") or "",
         "phone": bp.get("Phone1") or "",
         "taxId": bp.get("FederalTaxID") or "",
         "address": address,
-        "currency": currency if re.fullmatch(r"[A-Z]{3}", currency) else "",
+        "currency": currency,
     }
 
 
@@ -269,7 +270,7 @@ class VendorAligner(SyncStep):
         to_create, to_update = [], []
         for bp in suppliers:
             link = links.get(bp["CardCode"]) or VendorLink(connection=self.connection, card_code=bp["CardCode"])
-            data = supplier_data(bp)
+            data = supplier_data(bp, self.connection.sap_currency_codes)
             link.address_problem = address_problem(bp, data)
             link.card_name = data["name"]
             link.sap_data = data

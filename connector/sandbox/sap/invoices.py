@@ -16,7 +16,6 @@ from .schema import (
     DOCUMENT_LINE,
     EXCHANGE_RATES,
     LINE_INPUTS,
-    LOCAL_CURRENCY,
     NOT_UPDATABLE_MESSAGE,
     NUM,
     ONE,
@@ -39,7 +38,7 @@ class InvoicesMixin:
         if doc_type != "dDocument_Service":
             raise SapError(400, -10, "Item documents are not supported by the simulator; use dDocument_Service")
         bp = self._require_supplier(payload.get("CardCode"), "OPCH")
-        currency = payload.get("DocCurrency") or (bp["Currency"] if bp["Currency"] != "##" else LOCAL_CURRENCY)
+        currency = payload.get("DocCurrency") or (bp["Currency"] if bp["Currency"] != "##" else self.local_currency)
         rate = self._doc_rate(currency, payload.get("DocRate"))
         current = self.now()
         doc_date = self._coerce_in(DATE, payload.get("DocDate") or current.date(), "DocDate", "Document")
@@ -58,12 +57,15 @@ class InvoicesMixin:
         lines = payload.get("DocumentLines")
         if not isinstance(lines, list) or not lines:
             raise SapError(400, -5002, "Cannot add document without rows [PCH1]")
-        header = {k: v for k, v in payload.items() if k not in ("CardCode", "DocType", "DocCurrency", "DocRate")}
+        row["BPL_IDAssignedToInvoice"], row["BPLName"] = self._branch(
+            payload.get("BPL_IDAssignedToInvoice"), "OPCH", payload.get("BPL_IDAssignedToInvoice") is not None)
+        header = {k: v for k, v in payload.items()
+                  if k not in ("CardCode", "DocType", "DocCurrency", "DocRate", "BPL_IDAssignedToInvoice")}
         self._apply_invoice_changes(row, header, replace=True)
         return row
 
     def _doc_rate(self, currency: str, given) -> Decimal:
-        if currency == LOCAL_CURRENCY:
+        if currency == self.local_currency:
             return ONE
         if given is not None:
             rate = self._coerce_in(NUM, given, "DocRate", "Document")
@@ -93,7 +95,7 @@ class InvoicesMixin:
 
     def _merge_lines(self, row: dict, lines: list, replace: bool):
         current = [] if replace else row["DocumentLines"]
-        fc = row["DocCurrency"] != LOCAL_CURRENCY
+        fc = row["DocCurrency"] != self.local_currency
         for data in lines:
             self._check_properties(data, DOCUMENT_LINE)
             line = None if replace else next((x for x in current if x["LineNum"] == data.get("LineNum")), None)
@@ -135,7 +137,7 @@ class InvoicesMixin:
 
     def _merge_expenses(self, row: dict, expenses: list, replace: bool):
         current = [] if replace else row["DocumentAdditionalExpenses"]
-        fc = row["DocCurrency"] != LOCAL_CURRENCY
+        fc = row["DocCurrency"] != self.local_currency
         for data in expenses:
             self._check_properties(data, DOCUMENT_EXPENSE)
             expense = None if replace else next((x for x in current if x["LineNum"] == data.get("LineNum")), None)
@@ -165,7 +167,7 @@ class InvoicesMixin:
 
     def _compute_totals(self, doc: dict):
         """Recompute line taxes and header totals (algorithm in the module docstring)."""
-        fc = doc["DocCurrency"] != LOCAL_CURRENCY
+        fc = doc["DocCurrency"] != self.local_currency
         rate = doc["DocRate"]
         amount_key = "RowTotalFC" if fc else "LineTotal"
         factor = ONE - doc["DiscountPercent"] / 100

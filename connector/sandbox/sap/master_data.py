@@ -7,7 +7,7 @@ from datetime import time as dt_time
 from decimal import Decimal
 
 from .. import catalog
-from .schema import BP_ADDRESS, BUSINESS_PARTNER, LOCAL_CURRENCY, NOT_UPDATABLE_MESSAGE, STR, SapError
+from .schema import BP_ADDRESS, BUSINESS_PARTNER, NOT_UPDATABLE_MESSAGE, STR, SapError
 
 
 class MasterDataMixin:
@@ -54,7 +54,7 @@ class MasterDataMixin:
                                                              "EmailAddress", "Phone1")}
         row.update({
             "CardType": card_type, "GroupCode": 101 if card_type == "cSupplier" else 100,
-            "Currency": vendor.get("Currency", LOCAL_CURRENCY), "PayTermsGrpCode": -1,
+            "Currency": vendor.get("Currency", self.local_currency), "PayTermsGrpCode": -1,
             "DebitorAccount": "2100" if card_type == "cSupplier" else None,
             # The client's "Inactive" switch sets Frozen=tYES and Valid=tNO together.
             "Valid": "tNO" if frozen == "tYES" else "tYES", "Frozen": frozen,
@@ -86,7 +86,7 @@ class MasterDataMixin:
         current = self.now()
         row = dict.fromkeys(BUSINESS_PARTNER.fields)
         # DI defaults: a new BP is a customer unless CardType says otherwise.
-        row.update({"CardCode": code, "CardType": "cCustomer", "Currency": LOCAL_CURRENCY, "PayTermsGrpCode": -1,
+        row.update({"CardCode": code, "CardType": "cCustomer", "Currency": self.local_currency, "PayTermsGrpCode": -1,
                     "Valid": "tYES", "Frozen": "tNO", "CreateDate": current.date(), "CreateTime": current.time(),
                     "BPAddresses": []})
         self._apply_bp_changes(row, body, replace=True)

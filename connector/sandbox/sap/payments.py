@@ -9,7 +9,6 @@ from .schema import (
     CASH_FLOW,
     INT,
     INVOICE_TYPE,
-    LOCAL_CURRENCY,
     NOT_UPDATABLE_MESSAGE,
     NUM,
     PAYMENT,
@@ -45,6 +44,13 @@ class PaymentsMixin:
             raise SapError(400, -10, f"Payment total ({total}) does not match the amount applied to documents "
                                      f"({applied}) [OVPM.DocTotal]")
         row = self._new_payment_row(values, bp)
+        row["BPLID"], row["BPLName"] = self._branch(values.get("BPLID"), "OVPM", "BPLID" in body)
+        for invoice, _ in applications:
+            if self.enable_branches and invoice["BPL_IDAssignedToInvoice"] != row["BPLID"]:
+                # [U] simulator choice: one payment never mixes branches (addendum §7)
+                raise SapError(400, -5002, f"A/P invoice {invoice['DocEntry']} belongs to branch "
+                                           f"{invoice['BPL_IDAssignedToInvoice']}, not to the payment's branch "
+                                           f"{row['BPLID']} [VPM2.BPLId]")
         row["PaymentInvoices"] = [self._payment_line(i, invoice, amount)
                                   for i, (invoice, amount) in enumerate(applications)]
         row["CashFlowAssignments"] = [{p: self._coerce_in(CASH_FLOW.fields[p], v, p, "CashFlowAssignment")
@@ -112,7 +118,7 @@ class PaymentsMixin:
         row = dict.fromkeys(PAYMENT.fields)
         row.update({k: v for k, v in values.items() if k not in ("DocEntry", "DocNum")})
         doc_date = row["DocDate"] or current.date()
-        currency = row["DocCurrency"] or LOCAL_CURRENCY
+        currency = row["DocCurrency"] or self.local_currency
         row.update({
             "DocEntry": self._next_entry["VendorPayments"], "DocNum": self._next_num["VendorPayments"],
             "DocType": "rSupplier", "DocDate": doc_date, "DueDate": row["DueDate"] or doc_date,
@@ -128,10 +134,9 @@ class PaymentsMixin:
         self._next_num["VendorPayments"] += 1
         return row
 
-    @staticmethod
-    def _payment_line(index: int, invoice: dict, amount: Decimal) -> dict:
+    def _payment_line(self, index: int, invoice: dict, amount: Decimal) -> dict:
         rate = invoice["DocRate"]
-        fc = invoice["DocCurrency"] != LOCAL_CURRENCY
+        fc = invoice["DocCurrency"] != self.local_currency
         line = dict.fromkeys(PAYMENT_INVOICE.fields)
         line.update({"LineNum": index, "DocEntry": invoice["DocEntry"], "SumApplied": amount,
                      "AppliedFC": _q2(amount / rate) if fc else ZERO, "AppliedSys": amount, "DocRate": rate,
@@ -140,7 +145,7 @@ class PaymentsMixin:
 
     def _apply_to_invoice(self, invoice: dict, amount: Decimal):
         invoice["PaidToDate"] += amount
-        if invoice["DocCurrency"] != LOCAL_CURRENCY:
+        if invoice["DocCurrency"] != self.local_currency:
             invoice["PaidToDateFC"] = _q2(invoice["PaidToDate"] / invoice["DocRate"])
         if invoice["PaidToDate"] >= invoice["DocTotal"]:
             self._set_document_status(invoice, "bost_Close")
@@ -178,7 +183,7 @@ class PaymentsMixin:
     def _reverse_on_invoice(self, doc_entry: int, amount: Decimal):
         invoice = self._tables["PurchaseInvoices"][doc_entry]
         invoice["PaidToDate"] = max(ZERO, invoice["PaidToDate"] - amount)
-        if invoice["DocCurrency"] != LOCAL_CURRENCY:
+        if invoice["DocCurrency"] != self.local_currency:
             invoice["PaidToDateFC"] = _q2(invoice["PaidToDate"] / invoice["DocRate"])
         reopen = (invoice["CancelStatus"] == "csNo" and doc_entry not in self._manually_closed
                   and invoice["PaidToDate"] < invoice["DocTotal"])

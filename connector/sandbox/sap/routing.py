@@ -23,6 +23,10 @@ class RoutingMixin:
             return Response(status=204)
         if resource == "":
             return self._service_document(ctx)
+        if resource == "CompanyService_GetAdminInfo":
+            if method != "POST":
+                raise SapError(400, -5006, NOT_SUPPORTED_MESSAGE)
+            return _json_response(ctx.version, 200, {META[ctx.version]: ctx.metadata("AdminInfo"), **self.admin_info()})
         match = _RESOURCE_RE.match(resource)
         es = ENTITY_SETS.get(match.group("set")) if match else None
         if es is None:

@@ -151,7 +151,7 @@ DOCUMENT = _Type("Document", {
     "UpdateDate": DATE, "UpdateTime": TIME, "DocTime": TIME, "Series": INT, "DiscountPercent": NUM,
     "TotalDiscount": NUM, "TotalDiscountFC": NUM, "RoundingDiffAmount": NUM, "RoundingDiffAmountFC": NUM,
     "Rounding": YES_NO, "DocObjectCode": DOC_OBJECT, "Confirmed": YES_NO, "Project": STR, "Reference1": STR,
-    "Reference2": STR,
+    "Reference2": STR, "BPL_IDAssignedToInvoice": INT, "BPLName": STR,
 }, {"DocumentAdditionalExpenses": DOCUMENT_EXPENSE, "DocumentLines": DOCUMENT_LINE})
 PAYMENT_INVOICE = _Type("PaymentInvoice", {
     "LineNum": INT, "DocEntry": INT, "SumApplied": NUM, "AppliedFC": NUM, "AppliedSys": NUM, "DocRate": NUM,
@@ -167,8 +167,12 @@ PAYMENT = _Type("Payment", {
     "TransferReference": STR, "CounterReference": STR, "Remarks": STR, "JournalRemarks": STR, "Reference1": STR,
     "Reference2": STR, "Series": INT, "BankChargeAmount": NUM, "ProjectCode": STR, "Cancelled": YES_NO,
     "CancelStatus": CANCEL_STATUS, "AuthorizationStatus": PAY_AUTH_STATUS, "CreationDate": DATE,
-    "UpdateDate": DATE, "UpdateTime": TIME,
+    "UpdateDate": DATE, "UpdateTime": TIME, "BPLID": INT, "BPLName": STR,
 }, {"PaymentInvoices": PAYMENT_INVOICE, "CashFlowAssignments": CASH_FLOW})
+BUSINESS_PLACE = _Type("BusinessPlace", {
+    "BPLID": INT, "BPLName": STR, "Disabled": YES_NO, "MainBPL": YES_NO, "DefaultWarehouseID": STR,
+    "FederalTaxID": STR,
+})
 
 
 class _EntitySet:
@@ -192,6 +196,7 @@ ENTITY_SETS = {es.name: es for es in (
     _EntitySet("PurchaseInvoices", DOCUMENT, "DocEntry", actions=("Cancel", "Close", "Reopen"), writable=True),
     _EntitySet("VendorPayments", PAYMENT, "DocEntry", actions=("Cancel", "CancelbyCurrentSystemDate"),
                writable=True),
+    _EntitySet("BusinessPlaces", BUSINESS_PLACE, "BPLID"),
 )}
 
 # Header/line properties a client may send when creating or editing; other known properties are computed by

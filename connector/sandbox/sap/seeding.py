@@ -7,7 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from .. import catalog
-from .schema import LOCAL_CURRENCY, ZERO, SapError
+from .schema import ZERO, SapError
 from .values import _copy_row
 
 
@@ -16,12 +16,12 @@ class SeedingMixin:
 
     # ------------------------------------------------------------------------------------------- Python helpers
     def add_invoice(self, card_code, lines, *, num_at_card="", doc_date=None, due_date=None, discount_percent=0,
-                    freight=None, rounding=False, currency=None, comments="") -> dict:
+                    freight=None, rounding=False, currency=None, comments="", branch=None) -> dict:
         """Create an A/P invoice as if posted in SAP; raises SapError like the API would. Returns a copy."""
         payload = {"CardCode": card_code, "NumAtCard": num_at_card, "DocDate": doc_date, "DocDueDate": due_date,
                    "DiscountPercent": discount_percent, "Rounding": "tYES" if rounding else "tNO",
                    "DocCurrency": currency, "Comments": comments, "DocumentLines": lines,
-                   "DocumentAdditionalExpenses": freight or []}
+                   "DocumentAdditionalExpenses": freight or [], "BPL_IDAssignedToInvoice": branch}
         with self._lock:
             row = self._insert_invoice(self._build_invoice({k: v for k, v in payload.items() if v is not None}))
             return _copy_row(row)
@@ -100,7 +100,7 @@ class SeedingMixin:
         with self._lock:
             vendors = [bp["CardCode"] for bp in self._tables["BusinessPartners"].values()
                        if bp["CardType"] == "cSupplier" and bp["Frozen"] == "tNO" and bp["Valid"] == "tYES"
-                       and bp["Currency"] == LOCAL_CURRENCY]
+                       and bp["Currency"] == self.local_currency]
             names = {code: acc["Name"] for code, acc in self._tables["ChartOfAccounts"].items()}
             if start_doc_entry is not None:
                 if start_doc_entry < self._next_entry["PurchaseInvoices"]:

@@ -8,13 +8,14 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from .. import catalog
+from .company import CompanyMixin
 from .control import ControlMixin
 from .invoices import InvoicesMixin
 from .master_data import MasterDataMixin
 from .payments import PaymentsMixin
 from .querying import QueryMixin
 from .routing import RoutingMixin
-from .schema import DEFAULT_PAGE_SIZE, ENTITY_SETS, SapError
+from .schema import DEFAULT_PAGE_SIZE, ENTITY_SETS, LOCAL_CURRENCY, SapError
 from .seeding import SeedingMixin
 from .sessions import SessionsMixin
 from .validation import ValidationMixin
@@ -24,7 +25,7 @@ from .wsgi import WsgiMixin
 
 
 class SapSimulator(WsgiMixin, SessionsMixin, RoutingMixin, QueryMixin, WritesMixin, MasterDataMixin, ValidationMixin,
-                   InvoicesMixin, PaymentsMixin, SeedingMixin, ControlMixin):
+                   InvoicesMixin, PaymentsMixin, SeedingMixin, CompanyMixin, ControlMixin):
     """SAP B1 Service Layer simulator; call it as a WSGI app, drive it with its knobs and helpers.
 
     `seed=True` loads catalog.py master data (vendors, accounts, cost centres, tax codes...), no invoices;
@@ -51,6 +52,10 @@ class SapSimulator(WsgiMixin, SessionsMixin, RoutingMixin, QueryMixin, WritesMix
         self.login_concurrency_limit = 2
         self.login_latency = 0.0
         self.default_page_size = DEFAULT_PAGE_SIZE
+        # Company settings (AdminInfo): the B1 code of the local currency ("$" in many real companies) and
+        # whether branches are on. With branches, documents and payments must name an active branch (-5002).
+        self.local_currency = LOCAL_CURRENCY
+        self.enable_branches = False
         # counters
         self.request_count = 0
         self.login_count = 0
