@@ -1,8 +1,9 @@
 """BILL webhook receiver: `POST /webhooks/bill/<token>/` (CONTRACT.md, "HTTP").
 
 Checks in this order, storing nothing until all pass: unknown token 404, body over 1 MiB 413, signature
-missing or wrong 401 (HMAC-SHA256 over the exact raw bytes, base64, constant-time compare, current or
-previous key during rotation), not a BILL event 400. Then the event is stored once per `metadata.eventId`,
+missing or wrong 401 (HMAC-SHA256 over the exact raw bytes, base64, constant-time compare, current key or the
+previous one during its grace period after a rotation), not a BILL event 400, an event whose
+`metadata.organizationId` is not the connection's organization 400. Then the event is stored once per `metadata.eventId`,
 processing is queued, and BILL gets its 200 well within its 10 seconds.
 """
 
@@ -90,7 +91,8 @@ def bill_webhook(request, token):
         return _error(413, "body over 1 MiB")
     signed_with = signature_matches(
         body, request.META.get(SIGNATURE_HEADER),
-        [("current", conn.bill_webhook_security_key), ("previous", conn.bill_webhook_previous_key)],
+        # a replaced key only during its grace period after the rotation (Connection.previous_webhook_key)
+        [("current", conn.bill_webhook_security_key), ("previous", conn.previous_webhook_key())],
     )
     if signed_with is None:
         log.warning("webhook for %s rejected: signature missing or wrong", conn)
@@ -99,6 +101,10 @@ def bill_webhook(request, token):
     if event is None:
         return _error(400, "not a BILL event")
     meta = event["metadata"]
+    org = meta.get("organizationId")
+    if org not in (None, "") and str(org) != conn.bill_organization_id:
+        log.warning("webhook for %s rejected: event of another BILL organization", conn)
+        return _error(400, "event of another BILL organization than this connection's")
     try:
         with transaction.atomic():
             stored = WebhookEvent.objects.create(

@@ -10,6 +10,7 @@ from django.test import Client
 
 from connector.connections import apply_connection
 from connector.models import WebhookEvent
+from connector.sandbox import catalog
 from connector.webhooks import sign
 from tests.conftest import connection_file
 
@@ -25,7 +26,7 @@ def hook_conn(db):
 
 
 def event_body(event_id="625947c4-8e6b-48f0-ae72-ea9c9375ec27", event_type="payment.updated", payment_id="stpX"):
-    event = {"metadata": {"eventId": event_id, "subscriptionId": "sub", "organizationId": "008",
+    event = {"metadata": {"eventId": event_id, "subscriptionId": "sub", "organizationId": catalog.BILL_ORG_ID,
                           "eventType": event_type, "version": "1"},
              "payment": {"id": payment_id, "billIds": ["00nA"], "status": "PROCESSED"}}
     return json.dumps(event, separators=(",", ":")).encode()
@@ -115,7 +116,9 @@ def test_a_json_string_payload_is_decoded_twice(hook_conn):
 
 
 def test_both_keys_are_accepted_during_rotation(hook_conn):
-    hook_conn.bill_webhook_previous_key = OLD_KEY
+    hook_conn.bill_webhook_security_key = OLD_KEY
+    hook_conn.save()
+    hook_conn.bill_webhook_security_key = KEY  # rotated: the old key stays valid for a grace period
     hook_conn.save()
     assert post(hook_conn, event_body("e-new"), key=KEY).status_code == 200
     assert post(hook_conn, event_body("e-old"), key=OLD_KEY).status_code == 200
@@ -139,3 +142,28 @@ def test_an_event_wrapped_as_the_resend_api_shape_is_accepted(hook_conn):
     wrapped = json.dumps({"id": "e1", "type": "payment.updated", "payload": event_body("wrapped-1").decode()}).encode()
     assert post(hook_conn, wrapped).status_code == 200
     assert WebhookEvent.objects.get().event_id == "wrapped-1"
+
+
+def test_the_previous_key_expires_after_its_grace_period(hook_conn, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    hook_conn.bill_webhook_security_key = "the-next-key"
+    hook_conn.save()
+    assert hook_conn.bill_webhook_previous_key == KEY
+    until = hook_conn.bill_webhook_previous_key_until
+    assert until - timezone.now() > timedelta(hours=settings.WEBHOOK_PREVIOUS_KEY_GRACE_HOURS - 1)
+    assert post(hook_conn, event_body("e-1"), key=KEY).status_code == 200
+    type(hook_conn).objects.filter(pk=hook_conn.pk).update(bill_webhook_previous_key_until=timezone.now())
+    assert post(hook_conn, event_body("e-2"), key=KEY).status_code == 401
+    assert post(hook_conn, event_body("e-3"), key="the-next-key").status_code == 200
+
+
+def test_an_event_of_another_organization_is_refused_and_not_stored(hook_conn):
+    event = json.loads(event_body("e-other"))
+    event["metadata"]["organizationId"] = "00802SOMEONEELSE"
+    body = json.dumps(event).encode()
+    answer = post(hook_conn, body)
+    assert answer.status_code == 400 and "another BILL organization" in answer.json()["error"]
+    assert not WebhookEvent.objects.exists()
