@@ -1,6 +1,7 @@
 """Decide which alerts open, stay open (no new mail) or resolve, and send one mail per newly opened problem.
 
-Notify once: an alert is mailed when it opens; while it stays open nothing more is sent; when its cause is
+Notify once: an alert is mailed when it opens (or, if the tenant had no recipient then, as soon as it has one);
+while it stays open nothing more is sent; when its cause is
 gone it is resolved, and if the cause comes back it reopens and is mailed again. Problems an automatic retry
 is still expected to fix (a failed record with retries left, a failed run below the warn threshold, a
 reconciliation difference the next sync should clear) open no alert.
@@ -81,16 +82,16 @@ def problems_changed(conn):
         one, many = WORDS.get(kind, (kind, kind + "s"))
         title = f"{conn}: {count} {one if count == 1 else many} {status}: {cause}"
         alert, new = _open(conn, Category.PROBLEM, key, title, cause, count)
-        if new and policy.problems:
+        if (new or alert.notified_at is None) and policy.problems:
             page = link(reverse("admin:connector_connection_status", args=[conn.pk]))
             body = (f"{count} {one if count == 1 else many} of connection {conn} {'is' if count == 1 else 'are'} "
                     f"{status}:\n\n  {cause}\n\nWhat to do: the message above says what to fix; once it is fixed the "
                     f"next sync retries these records by itself (or use 'Replay the failed step').\n\n"
                     f"Open problems of this connection: {page}\n\nYou get this once; it is mailed again only if the "
                     "problem is resolved and comes back.")
-            send(tenant=conn.tenant, connection=conn, category="problem", subject=title, body=body,
-                 to=tenant_recipients(conn.tenant))
-            _mark_sent([alert])
+            if send(tenant=conn.tenant, connection=conn, category="problem", subject=title, body=body,
+                    to=tenant_recipients(conn.tenant)):
+                _mark_sent([alert])
     _resolve_missing(conn, Category.PROBLEM, keep)
 
 
@@ -104,7 +105,7 @@ def reconciliation_finished(run):
     for d in actionable:
         alert, new = _open(conn, Category.RECONCILIATION, _key(d.key), f"{d.get_kind_display()}: "
                            f"{d.sap_ref or '-'} / {d.bill_ref or '-'}", d.action, 1)
-        if new:
+        if new or alert.notified_at is None:  # not mailed yet (new, or nobody to mail when it opened)
             opened.append((alert, d))
     _resolve_missing(conn, Category.RECONCILIATION, [_key(d.key) for d in actionable])
     if not opened or not policy.reconciliation:
@@ -129,5 +130,6 @@ def reconciliation_finished(run):
     note = send(tenant=conn.tenant, connection=conn, category="reconciliation",
                 subject=f"{conn}: {count} new reconciliation difference{'s' if count != 1 else ''}", body=body,
                 to=tenant_recipients(conn.tenant))
-    _mark_sent([a for a, _ in opened])
+    if note:
+        _mark_sent([a for a, _ in opened])
     return note

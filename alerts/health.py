@@ -54,7 +54,7 @@ def _warn(conn, health, policy):
                        "row", health.last_error, health.consecutive_failures)
     health.warned_at = timezone.now()
     health.save(update_fields=["warned_at"])
-    if not new:
+    if not new and alert.notified_at is not None:
         return
     pause_words = (f"If it fails {policy.pause_after - health.consecutive_failures} more time(s), its schedule is "
                    "paused until a 'Test connection' passes." if policy.pause_after > health.consecutive_failures
@@ -63,9 +63,9 @@ def _warn(conn, health, policy):
             f"  {health.last_error}\n\nWhat to do: check the login details (run 'Test connection' on the connection); "
             f"a wrong password, an expired developer key or an unreachable server are the usual causes. "
             f"{pause_words}\n\nStatus page: {_status_link(conn)}\n")
-    send(tenant=conn.tenant, connection=conn, category="failures", subject=alert.title, body=body,
-         to=tenant_recipients(conn.tenant))
-    _mark_sent([alert])
+    if send(tenant=conn.tenant, connection=conn, category="failures", subject=alert.title, body=body,
+            to=tenant_recipients(conn.tenant)):
+        _mark_sent([alert])
 
 
 def pause(conn, health, policy):

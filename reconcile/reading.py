@@ -7,6 +7,7 @@ payment posted on an earlier day) is fetched in small batches by id, so the wind
 """
 
 import re
+import time
 from dataclasses import dataclass, field
 
 from connector.clients.errors import BillError, SapError
@@ -33,6 +34,7 @@ class Snapshot:
     bills_by_entry: dict = field(default_factory=dict)  # DocEntry -> [bill, ...]
     payments: dict = field(default_factory=dict)  # BILL payment id -> payment touching at least one of our bills
     other_payment_ids: set = field(default_factory=set)  # BILL payments read that touch none of our bills
+    seconds: dict = field(default_factory=dict)  # time spent per read
     sap_payments: dict = field(default_factory=dict)  # TransferReference -> [uncancelled SAP payment, ...]
 
 
@@ -51,11 +53,12 @@ class Reader:
         self.snap = Snapshot(since=since)
 
     def read(self, ledger_bill_ids=()):
-        self.read_sap_invoices()
-        self.read_bills(ledger_bill_ids)
-        self.read_missing_invoices()
-        self.read_bill_payments()
-        self.read_sap_payments()
+        for name, step in (("sap_invoices", self.read_sap_invoices), ("bills", lambda: self.read_bills(ledger_bill_ids)),
+                           ("sap_invoices_by_id", self.read_missing_invoices), ("bill_payments", self.read_bill_payments),
+                           ("sap_payments", self.read_sap_payments)):
+            started = time.monotonic()
+            step()
+            self.snap.seconds[name] = round(time.monotonic() - started, 2)
         return self.snap
 
     # --- SAP invoices ----------------------------------------------------------------------------------

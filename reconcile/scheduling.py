@@ -1,11 +1,16 @@
 """A daily reconciliation schedule per connection (django-q2), on unless turned off in its ReconcileSetting."""
 
+from datetime import timedelta
+
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
+from django.utils import timezone
 
 from connector.models import Connection
 
 from .models import ReconcileSetting
+
+DAILY_HOUR = 5  # UTC: before an AP team's morning in Europe and the Americas
 
 
 def schedule_name(conn_or_pk):
@@ -27,8 +32,15 @@ def sync_schedule(conn):
         return None
     schedule, _ = Schedule.objects.get_or_create(name=name, defaults={
         "func": "reconcile.tasks.run_scheduled_reconcile", "args": f"({conn.pk},)",
-        "schedule_type": Schedule.DAILY, "repeats": -1})
+        "schedule_type": Schedule.DAILY, "repeats": -1, "next_run": first_run()})
     return schedule
+
+
+def first_run(now=None):
+    """The next DAILY_HOUR (UTC) o'clock: a new connection is reconciled after its first syncs, not at once."""
+    now = now or timezone.now()
+    at = now.replace(hour=DAILY_HOUR, minute=0, second=0, microsecond=0)
+    return at if at > now else at + timedelta(days=1)
 
 
 def ensure_all():

@@ -5,6 +5,7 @@ Read-only on SAP and BILL. One reconciliation per connection at a time.
 """
 
 import logging
+import time
 import traceback
 
 from django.utils import timezone
@@ -49,8 +50,10 @@ def reconcile(connection, *, since=None, trigger="cli", actor="", out=None, sap=
             out("reading SAP and BILL:")
             snap = reader.read(ledger_bill_ids=list(ledger_bills))
             out("comparing:")
+            started = time.monotonic()
             result = Comparison(connection, snap).run()
-        store(run, result, requests)
+            snap.seconds["compare"] = round(time.monotonic() - started, 2)
+        store(run, result, requests, seconds=snap.seconds)
     except RemoteError as exc:
         run.status, run.error, run.finished_at = ReconciliationRun.Status.FAILED, f"{exc}", timezone.now()
         run.save()

@@ -14,7 +14,7 @@ def previous_keys(connection, before_run):
     return set(last.differences.values_list("key", flat=True))
 
 
-def store(run, result, requests):
+def store(run, result, requests, seconds=None):
     seen_before = previous_keys(run.connection, run)
     rows = [Difference(
         run=run, connection=run.connection, kind=f.kind, key=f.key[:200], card_code=f.card_code[:50],
@@ -29,7 +29,7 @@ def store(run, result, requests):
         run.new_count = sum(1 for r in rows if r.is_new)
         run.sap_open, run.bill_open = result.sap_open, result.bill_open
         run.summary = {"vendors": result.vendors, "held": result.held, "requests": dict(requests),
-                       "by_kind": _by_kind(rows)}
+                       "by_kind": _by_kind(rows), "seconds": seconds or {}}
         run.status = ReconciliationRun.Status.DIFFERENCES if rows else ReconciliationRun.Status.CLEAN
         run.finished_at = timezone.now()
         run.save()

@@ -1,4 +1,5 @@
-"""Take the README's screenshots from a running demo (scripts/demo.sh): the status page and a record's timeline.
+"""Take the README's screenshots from a running demo (scripts/demo.sh): the status page, the reconciliation page
+and a record's timeline.
 
 Usage: DEMO_ADMIN_PASSWORD=… .venv/bin/python scripts/screenshots.py
 """
@@ -25,6 +26,10 @@ def main():
         page.goto(f"{BASE}/admin/connector/connection/")
         page.get_by_role("link", name="status").first.click()
         page.screenshot(path=os.path.join(OUT, "status-page.png"), full_page=True)
+        page.goto(f"{BASE}/admin/connector/connection/")
+        page.get_by_role("link", name="status").first.click()
+        page.get_by_role("link", name="open the reconciliation page").click()
+        page.screenshot(path=os.path.join(OUT, "reconciliation-page.png"), full_page=True)
         page.goto(f"{BASE}/admin/connector/invoicerecord/?status__exact=synced")
         page.locator("#result_list tbody tr th a").first.click()
         page.wait_for_selector(".ml-timeline")

@@ -191,3 +191,14 @@ def test_new_reconciliation_differences_mailed_once_and_again_after_reopen(maile
     reconcile(conn)
     assert len(mail.outbox) == 2 and Decimal("250.00") == reconcile(conn).differences.get().sap_amount
     assert len(mail.outbox) == 2
+
+
+@pytest.mark.django_db
+def test_an_alert_opened_before_anyone_was_listening_is_mailed_once_a_recipient_exists(conn):
+    InvoiceRecord.objects.create(connection=conn, doc_entry=1, card_code="V1", status="held", last_error="cause X")
+    problems_changed(conn)
+    assert mail.outbox == [] and Alert.objects.get().notified_at is None
+    AlertRecipient.objects.create(tenant=conn.tenant, email="late@demo.example")
+    problems_changed(conn)
+    problems_changed(conn)
+    assert [m.bcc for m in mail.outbox] == [["late@demo.example"]]

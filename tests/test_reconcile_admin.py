@@ -92,6 +92,7 @@ def test_daily_schedule_per_connection_on_by_default_and_switchable(world):
     conn = world["conn"]
     schedule = Schedule.objects.get(name=f"reconcile:{conn.pk}")
     assert schedule.schedule_type == Schedule.DAILY and schedule.func == "reconcile.tasks.run_scheduled_reconcile"
+    assert schedule.next_run.hour == 5 and schedule.next_run > conn.created_at  # after the first syncs, not at once
     ReconcileSetting.objects.create(connection=conn, daily=False)
     assert not Schedule.objects.filter(name=f"reconcile:{conn.pk}").exists()
     setting = ReconcileSetting.objects.get(connection=conn)

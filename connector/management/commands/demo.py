@@ -72,7 +72,10 @@ class Command(BaseCommand):
         self.cli("sync", "demo-sandbox", "--step", "payments")
         self.show_sap_payments(sap_url)
 
-        self.section("5. Summary")
+        self.section("5. Month-end: reconcile SAP and BILL (someone archived a bill by hand in BILL)")
+        self.month_end()
+
+        self.section("6. Summary")
         self.cli("connection", "list")
         conn = Connection.objects.get(tenant__slug="demo", name="demo-sandbox")
         counts = {}
@@ -87,6 +90,20 @@ class Command(BaseCommand):
                           "   (host operator: every tenant)")
         self.stdout.write(f"       accounting editor of tenant 'demo' only:  user: demo-editor   password: {password}")
         self.stdout.write("Held invoices say what to map; map them under 'SAP G/L account mappings', then replay.")
+
+    def month_end(self):
+        """Leave one difference for the reconciliation to find; alerts go to the tenant's recipient (console)."""
+        from alerts.models import AlertRecipient
+        from connector.clients.bill import BillClient
+
+        conn = Connection.objects.get(tenant__slug="demo", name="demo-sandbox")
+        AlertRecipient.objects.get_or_create(tenant=conn.tenant, email="ap@demo.example")
+        unpaid = InvoiceRecord.objects.filter(connection=conn, status="synced", bill_payment_status__in=["", "UNPAID"]
+                                              ).order_by("-doc_entry").first()
+        if unpaid is not None:
+            BillClient.for_connection(conn).post(f"/v3/bills/{unpaid.bill_id}/archive")
+            self.stdout.write(f"(in BILL, by hand) archived bill {unpaid.bill_id} of SAP invoice {unpaid.doc_num}")
+        self.cli("reconcile", "demo-sandbox")
 
     def pay_some(self, bill_url):
         conn = Connection.objects.get(tenant__slug="demo", name="demo-sandbox")
