@@ -24,7 +24,6 @@ from django.utils.http import urlencode
 from import_export import resources
 from import_export.admin import ImportExportMixin
 from import_export.fields import Field
-from import_export.formats import base_formats
 from import_export.forms import ConfirmImportForm, ExportForm, ImportForm
 
 from audit import trail
@@ -221,7 +220,7 @@ class MappingResource(resources.ModelResource):
         self._row_number = kwargs["row_number"] + 1  # CSV row: the header is row 1
 
     def get_or_init_instance(self, instance_loader, row):
-        clean = {str(k).strip(): ("" if v is None else str(v)).strip() for k, v in row.items() if k}
+        clean = {str(k).strip(): csvio.unescape_cell(("" if v is None else str(v)).strip()) for k, v in row.items() if k}
         try:
             sap_row, bill_row, kind = self.checker.check(self._row_number, clean)
         except ValueError as exc:
@@ -275,6 +274,15 @@ class MappingImportForm(ConnectionChoiceMixin, ImportForm):
     )
     field_order = ["connection", "resource", "import_file", "format"]
 
+    def clean_import_file(self):
+        upload = self.cleaned_data.get("import_file")
+        if upload is not None:
+            try:
+                csvio.check_size(upload.size)
+            except csvio.MappingImportError as exc:
+                raise ValidationError(str(exc)) from None
+        return upload
+
 
 class MappingConfirmImportForm(ConnectionChoiceMixin, ConfirmImportForm):
     connection = forms.ModelChoiceField(queryset=Connection.objects.none(), widget=forms.HiddenInput())
@@ -327,7 +335,7 @@ class MappingAdmin(ImportExportMixin, TenantScopedAdmin):
     """Shared by the GL-account and cost-center mapping screens."""
 
     target = ""
-    formats = [base_formats.CSV]
+    formats = [csvio.SafeCSV]  # formula-like cells escaped on export
     import_form_class = MappingImportForm
     confirm_form_class = MappingConfirmImportForm
     export_form_class = ExportForm  # fixed columns: the CSV is a public format

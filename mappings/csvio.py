@@ -9,6 +9,7 @@ import csv
 import io
 
 from django.db import transaction
+from import_export.formats import base_formats
 
 from .models import BillAccount, BillDepartment, SapAccount, SapCostCenter
 
@@ -18,6 +19,45 @@ KINDS = {
     "account": (SapAccount, BillAccount, "bill_account", "SAP G/L account", "BILL chart-of-accounts entry"),
     "department": (SapCostCenter, BillDepartment, "bill_department", "SAP cost center", "BILL department"),
 }
+
+
+# A cell starting with one of these is a formula to Excel / LibreOffice / Sheets (CSV injection): exports prefix it
+# with a quote ("'=SUM(…)" shows as text), imports take such a quote off again, so an export imports unchanged.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_cell(value):
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def unescape_cell(text):
+    return text[1:] if text.startswith("'") and text[1:2] and text[1] in "=+-@\t\r" else text
+
+
+def upload_limit():
+    from django.conf import settings
+
+    return getattr(settings, "MAX_UPLOAD_BYTES", 5 * 1024 * 1024)
+
+
+def check_size(size):
+    """Uploads have a size cap (MAX_UPLOAD_BYTES): raise MappingImportError above it."""
+    limit = upload_limit()
+    if size > limit:
+        raise MappingImportError([f"the file is {size / 1048576:.1f} MB; mapping files are limited to "
+                                  f"{limit / 1048576:.1f} MB (MAX_UPLOAD_BYTES)"])
+
+
+class SafeCSV(base_formats.CSV):
+    """The admin's CSV format: formula-like cells escaped on export (django-import-export's own escaping only
+    drops one leading '=')."""
+
+    def _escape_formulae(self, dataset):
+        rows = [[escape_cell(cell) for cell in row] for row in dataset]
+        del dataset[:]
+        for row in rows:
+            dataset.append(row)
 
 
 class MappingImportError(Exception):
@@ -41,7 +81,7 @@ def export_csv(connection, fh):
     writer = csv.DictWriter(fh, fieldnames=EXPORT_HEADER, lineterminator="\n")
     writer.writeheader()
     rows = export_rows(connection)
-    writer.writerows(rows)
+    writer.writerows({key: escape_cell(value) for key, value in row.items()} for row in rows)
     return len(rows)
 
 
@@ -56,12 +96,13 @@ def check_header(fieldnames):
 
 def read_rows(text):
     """Parse CSV text into (row_number, dict) pairs; raise MappingImportError for a wrong header."""
+    check_size(len(text.encode("utf-8")))
     if text.startswith("\ufeff"):
         text = text[1:]  # Excel's byte-order mark
     reader = csv.DictReader(io.StringIO(text))
     reader.fieldnames = check_header(reader.fieldnames)
     # reader.line_num is the file's line number (blank lines are skipped by the reader but still counted).
-    return [(reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}) for row in reader]
+    return [(reader.line_num, {k: unescape_cell((v or "").strip()) for k, v in row.items() if k}) for row in reader]
 
 
 class RowChecker:

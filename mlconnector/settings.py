@@ -52,6 +52,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "connector.middleware.RequestSizeLimitMiddleware",  # 413 above MAX_REQUEST_BYTES
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -179,6 +180,7 @@ AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
 # --- Uploads: admin forms and CSV imports; a webhook body is capped separately (WEBHOOK_MAX_BODY) -------------
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=5 * 1024 * 1024)  # mapping CSV imports
+MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=MAX_UPLOAD_BYTES + 1024 * 1024)  # any request body
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 5000
 # Tenant staff's connection tests: at most one per connection in this many seconds (and one at a time).
 CONNECTION_TEST_INTERVAL = env.int("CONNECTION_TEST_INTERVAL", default=30)
