@@ -59,7 +59,7 @@ class ControlMixin:
         return _render(row, RENDERERS[name, 1])
 
     _KNOBS = ("latency", "error_rate", "session_timeout", "session_idle_seconds", "expiry_response",
-              "login_concurrency_limit", "login_latency", "default_page_size")
+              "login_concurrency_limit", "login_latency", "default_page_size", "next_link_style")
 
     def _set_knobs(self, body: dict) -> dict:
         unknown = set(body) - set(self._KNOBS)

@@ -105,6 +105,8 @@ class QueryMixin:
         renderer = RENDERERS[es.name, version]
         body["value"] = [_render(row, renderer, select) for row in page]
         next_link = self._next_link(ctx, es, page_size, len(page), skip, top)
+        if next_link and self.next_link_style == "absolute":
+            next_link = f"{ctx.root}/{next_link}"  # the guide's style; live SL answers relative links
         if next_link:
             body[NEXT_LINK[version]] = next_link
         headers = [("Preference-Applied", applied)] if applied else []

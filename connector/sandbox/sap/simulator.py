@@ -52,6 +52,7 @@ class SapSimulator(WsgiMixin, SessionsMixin, RoutingMixin, QueryMixin, WritesMix
         self.login_concurrency_limit = 2
         self.login_latency = 0.0
         self.default_page_size = DEFAULT_PAGE_SIZE
+        self.next_link_style = "relative"  # "relative" to the service root (live SL) or "absolute" (SAP's guide)
         # Company settings (AdminInfo): the B1 code of the local currency ("$" in many real companies) and
         # whether branches are on. With branches, documents and payments must name an active branch (-5002).
         self.local_currency = LOCAL_CURRENCY
