@@ -77,8 +77,12 @@ def log_change(record, message, before, after):
 
 
 def timeline(record):
+    """The record's events; only its own connection's (a record of another connection may have the same id)."""
     record_type, record_id = record_key(record)
-    return AuditEvent.objects.filter(record_type=record_type, record_id=record_id).order_by("created_at", "id")
+    events = AuditEvent.objects.filter(record_type=record_type, record_id=record_id)
+    if getattr(record, "connection_id", None) is not None:
+        events = events.filter(connection_id=record.connection_id)
+    return events.order_by("created_at", "id")
 
 
 @receiver(api_exchange, sender=Exchange, dispatch_uid="audit-store-exchange")

@@ -218,7 +218,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact": {"()": "connector.logfilter.RedactSecrets"}},  # no credential in a log line
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
     "loggers": {
         "connector": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
         "django-q": {"handlers": ["console"], "level": "WARNING", "propagate": False},
