@@ -346,19 +346,24 @@ class RecordAdmin(ReplayButtonMixin, TimelineMixin, TenantScopedAdmin):
 
 @admin.register(InvoiceRecord)
 class InvoiceRecordAdmin(RecordAdmin):
-    list_display = ("doc_num", "card_code", "card_name", "invoice_number", "doc_total", "status", "bill_link",
+    list_display = ("doc_num", "card_code", "card_name", "invoice_number", "doc_total", "branch", "status", "bill_link",
                     "short_error", "updated_at")
-    list_filter = ("status", "next_step", "sap_state", "connection", "updated_at")
+    list_filter = ("status", "next_step", "sap_state", "connection", "branch_name", "updated_at")
     search_fields = ("doc_num", "card_code", "card_name", "invoice_number", "bill_id", "last_error")
     date_hierarchy = "updated_at"
     fieldsets = (
         (None, {"fields": ("connection", "status", "next_step", "last_error", "attempts")}),
         ("SAP invoice", {"fields": ("doc_entry", "doc_num", "card_code", "card_name", "invoice_number", "doc_date",
-                                    "due_date", "currency", "doc_total", "sap_state", "sap_updated")}),
+                                    "due_date", "currency", "doc_total", "branch_id", "branch_name", "sap_state",
+                                    "sap_updated")}),
         ("BILL bill", {"fields": ("bill_id", "bill_payment_status", "synced_at", "coded")}),
         ("History", {"fields": ("timeline_display",)}),
         ("Raw", {"classes": ["collapse"], "fields": ("document", "coded_hash", "synced_hash", "create_attempted_at")}),
     )
+
+    @admin.display(description="SAP branch", ordering="branch_id")
+    def branch(self, obj):
+        return f"{obj.branch_id} {obj.branch_name}".strip() if obj.branch_id is not None else "-"
 
     @admin.display(description="BILL bill", ordering="bill_id")
     def bill_link(self, obj):

@@ -154,3 +154,21 @@ def test_branch_company_invoices_keep_their_branch(conn, branches, bill_sim):
     assert (records["BR-1"].branch_id, records["BR-1"].branch_name) == (1, "Main")
     assert (records["BR-2"].branch_id, records["BR-2"].branch_name) == (2, "East")
     assert all(r.status == "synced" for r in records.values())
+
+
+@pytest.mark.django_db
+def test_status_page_and_invoice_page_show_the_branch(conn, branches, bill_sim):
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    branches.add_invoice("V1000", line("10.00"), num_at_card="BR-A", branch=2)
+    records = sync_all(conn)
+    web = Client()
+    web.force_login(User.objects.create_superuser("op-branch", password="pw"))
+    status = web.get(f"/admin/connector/connection/{conn.pk}/status/").content.decode()
+    assert "SAP company" in status and "branch 2 East" in status and "synced 1" in status
+    assert "branch 1 Main" in status  # a branch without invoices is listed too
+    page = web.get(f"/admin/connector/invoicerecord/{records['BR-A'].pk}/change/").content.decode()
+    assert "East" in page and "SAP branch" in page
+    listing = web.get("/admin/connector/invoicerecord/").content.decode()
+    assert "2 East" in listing
