@@ -24,8 +24,9 @@ from connector.clients.sap import SapClient
 from connector.models import Connection, InvoiceRecord, Lease, SyncCursor, SyncRun
 from connector.sandbox.catalog import SAP_COMPANY_DB as COMPANY
 from connector.sync import bills as bills_module
-from connector.sync.bills import STREAM, BillIndex, BillSync, delta_filter
+from connector.sync.bills import STREAM, BillIndex, BillSync
 from connector.sync.coding import marker, marker_in
+from connector.sync.delta import start_of
 from connector.sync.runner import AlreadyRunning, run_sync
 from connector.sync.vendors import VendorAligner
 from mappings.models import BillAccount, BillDepartment, SapAccount, SapCostCenter, VendorLink
@@ -115,26 +116,27 @@ def recent_day(days_ago=10):
 
 
 def spy_filters(sap):
+    """The invoice filters the delta reader sends, in order."""
     seen = []
-    real = sap.iterate_pages
+    real = sap.page
 
-    def iterate_pages(entity, **kw):
-        seen.append(kw.get("filter"))
+    def page(entity, **kw):
+        if entity == "PurchaseInvoices":
+            seen.append(kw.get("filter"))
         return real(entity, **kw)
 
-    sap.iterate_pages = iterate_pages
+    sap.page = page
     return seen
 
 
 # --- which invoices are read: the delta ----------------------------------------------------------------------
-def test_delta_filter_text():
-    first = delta_filter(None, date(2026, 1, 1))
-    assert first == "UpdateDate ge '2026-01-01'"
-    same_day = delta_filter("2026-03-01T10:00:50", date(2026, 1, 1))
-    assert same_day == "(UpdateDate gt '2026-03-01' or (UpdateDate eq '2026-03-01' and UpdateTime ge '09:58:50'))"
-    # the overlap crosses midnight backwards: the day moves with it
-    assert delta_filter("2026-03-02T00:01:00", date(2026, 1, 1)) == (
-        "(UpdateDate gt '2026-03-01' or (UpdateDate eq '2026-03-01' and UpdateTime ge '23:59:00'))")
+def test_where_a_delta_read_starts():
+    assert start_of(None) is None and start_of({}) is None
+    # the cursor minus the 2-minute overlap, across midnight too
+    assert start_of({"stamp": "2026-03-01T10:00:50"}) == datetime(2026, 3, 1, 9, 58, 50)
+    assert start_of({"stamp": "2026-03-02T00:01:00"}) == datetime(2026, 3, 1, 23, 59)
+    # plus however long the read that recorded the cursor had been going
+    assert start_of({"stamp": "2026-03-01T10:00:50", "read_seconds": 300}) == datetime(2026, 3, 1, 9, 53, 50)
 
 
 def test_first_poll_starts_at_sync_from_and_delta_crosses_a_day_boundary(ready, sap_sim, bill_sim):
@@ -165,7 +167,7 @@ def test_first_poll_starts_at_sync_from_and_delta_crosses_a_day_boundary(ready, 
     filters.clear()
     assert sync(conn, sap=sap).status == SyncRun.Status.OK
     assert filters == [f"(UpdateDate gt '{day.isoformat()}' or (UpdateDate eq '{day.isoformat()}' "
-                       "and UpdateTime ge '23:56:30'))"]
+                       "and UpdateTime ge '23:56:00'))"]  # cursor − 2 minutes, to the minute
     the_bill(bill_sim, after_midnight)
     assert SyncCursor.objects.get(connection=conn, stream=STREAM).value["stamp"] == f"{next_day.isoformat()}T00:00:40"
 
@@ -200,7 +202,8 @@ def test_paging_reads_every_page_to_the_end(ready, sap_sim, bill_sim):
     sap_sim.reset_stats()
     run = sync(ready, sap=sap)
     assert run.summary["bills"]["read"] == 23
-    assert sap_sim.requests_by_path["GET PurchaseInvoices"] == 5  # 5 + 5 + 5 + 5 + 3
+    # one minute bucket: a forward page, then the bucket by DocEntry (5 + 5 + 5 + 5 + 3), then the empty next minute
+    assert sap_sim.requests_by_path["GET PurchaseInvoices"] == 7
     held = set(InvoiceRecord.objects.filter(connection=ready, status=Status.HELD).values_list("doc_entry", flat=True))
     assert {r.doc_entry for r in InvoiceRecord.objects.filter(connection=ready)} == set(entries)
     # V1003 (ambiguous vendor) is held; every other invoice has exactly one bill
@@ -227,7 +230,7 @@ def test_cursor_advances_only_past_pages_that_were_recorded(ready, sap_sim, bill
     def request(method, path, **kw):
         if "PurchaseInvoices" in path:
             calls.append(path)
-            if len(calls) == 2:
+            if len(calls) == 3:  # page 1: minutes 1-4 complete, minute 5 read whole; then the next page fails
                 raise TransportError("connection to SAP dropped", path=path)
         return real_request(method, path, **kw)
 
@@ -249,7 +252,7 @@ def test_cursor_does_not_move_when_recording_a_page_fails(ready, sap_sim, bill_s
 
     def bulk_create(objs, **kw):
         calls.append(len(objs))
-        if len(calls) == 2:
+        if len(calls) == 3:  # minutes 1-4, then minute 5 (read whole), then the next page fails to record
             raise DatabaseError("disk I/O error")
         return real_bulk_create(objs, **kw)
 
@@ -286,7 +289,7 @@ def test_a_connection_can_add_its_own_filter(ready, sap_sim, bill_sim):
     sap = SapClient.for_connection(conn)
     filters = spy_filters(sap)
     sync(conn, sap=sap)
-    assert filters == ["(UpdateDate ge '2026-01-01') and (CardCode ne 'V1001')"]
+    assert filters == ["(UpdateDate ge '2026-01-01') and (CardCode ne 'V1001')"]  # one page: all there is
     the_bill(bill_sim, wanted)
     assert not InvoiceRecord.objects.filter(doc_entry=unwanted).exists()
 
@@ -460,13 +463,14 @@ def test_edit_in_sap_updates_the_unpaid_bill(ready, sap_sim, bill_sim):
     assert bill["invoice"]["invoiceNumber"] == "E-1b"
     assert [li["description"] for li in bill["billLineItems"]] == ["Services 6100", "Services 6700", "Tax TX8"]
     assert record(ready, doc).status == Status.SYNCED and bill_sim.requests_by_path["PUT /v3/bills/{id}"] == 1
-    # SAP records a partial payment: the invoice changes, the bill would not: nothing is sent
+    # SAP records a partial payment outside BILL: nothing is sent, and a person is told BILL would pay too much
     sap = SapClient.for_connection(ready)
     sap.post("VendorPayments", {"CardCode": "V1000", "TransferAccount": "_SYS00000000004", "TransferSum": 10.0,
                                 "PaymentInvoices": [{"DocEntry": doc, "SumApplied": 10.0}]})
     before = dict(writes(bill_sim))
-    assert sync(ready).summary["bills"]["unchanged"] == 1
+    assert sync(ready).summary["bills"]["flagged"] == 1
     assert writes(bill_sim) == before
+    assert "10.00 paid, credited or closed in SAP" in record(ready, doc).last_error
 
 
 def test_cancel_in_sap_archives_the_unpaid_bill(ready, sap_sim, bill_sim):
@@ -693,7 +697,7 @@ def test_retried_record_is_looked_up_again_after_it_is_claimed(ready, sap_sim, b
     def stale_first_lookup(self, vendor_ids, since, refresh=False):
         if refresh:
             return real_ensure(self, vendor_ids, since, refresh)
-        self.loaded.update(vendor_ids)  # as if read before the earlier attempt's bills existed
+        self.loaded.update(dict.fromkeys(vendor_ids, since))  # as if read before the earlier attempt's bills existed
 
     monkeypatch.setattr(BillIndex, "ensure", stale_first_lookup)
     posts = bill_sim.requests_by_path["POST /v3/bills/bulk"]
@@ -966,7 +970,11 @@ def test_a_v2_service_that_wants_bare_v4_literals_still_gets_read(db, sap_sim, b
     run = sync(conn)
     assert run.status == SyncRun.Status.OK, run.error
     assert run.summary["bills"]["created"] == 1 and the_bill(bill_sim, doc)
-    assert delta_filter(None, date(2026, 1, 1), quoted=False) == "UpdateDate ge 2026-01-01"
+    sap = SapClient.for_connection(conn)
+    filters = spy_filters(sap)
+    sap_sim.fail_next("GET", "PurchaseInvoices", 400, "201", "Query string error - Invalid filter condition", count=2)
+    sync(conn, sap=sap)
+    assert filters[0].startswith("(UpdateDate gt '") and filters[1].startswith("(UpdateDate gt 20")
 
 
 def test_a_refused_repeated_invoice_number_still_gives_two_bills(ready, sap_sim, bill_sim):

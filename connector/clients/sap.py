@@ -284,6 +284,17 @@ class SapClient:
                                "refused", path=entity)
             path, query = next_link, None
 
+    def page(self, entity, *, filter=None, select=None, orderby=None, page_size=None):
+        """The first `page_size` rows of a collection (one request where SAP honours the page size): (rows, full),
+        `full` when there may be more. For keyset paging, where the caller builds the next page's filter itself."""
+        size = page_size or self.page_size
+        rows = []
+        for row in self.iterate(entity, filter=filter, select=select, orderby=orderby, page_size=size):
+            rows.append(row)
+            if len(rows) == size:
+                break  # never asks for SAP's next page
+        return rows, len(rows) == size
+
     def iterate_pages(self, entity, **kw):
         """Like iterate(), but yields one list per page (lets callers record progress page by page)."""
         page = []

@@ -17,7 +17,7 @@ import hashlib
 import json
 import re
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 from django.db import connections, router, transaction
@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from audit import trail
 from audit.models import AuditEvent
-from connector.clients.errors import BillError, BillNotFound, RemoteError, ResponseLost, SapError
+from connector.clients.errors import BillError, BillNotFound, RemoteError, ResponseLost
 from connector.models import InvoiceRecord, SyncCursor
 
 from . import SyncStep
@@ -42,14 +42,15 @@ from .coding import (
     money,
     parse_day,
 )
+from .delta import DeltaReader
 from .vendors import VendorAligner
 
 Status = InvoiceRecord.Status
 Step = InvoiceRecord.Step
 STREAM = "sap-purchase-invoices"
-OVERLAP = timedelta(minutes=2)  # SAP time filters are minute-granular: re-read a little and de-duplicate
 BULK_LIMIT = 100  # BILL: at most 100 bills per bulk create
 CHUNK = 100
+HAND_ENTRY_WINDOW = timedelta(days=90)  # a bill keyed by hand this long before the vendor's invoice date is found
 MAX_AUTO_ATTEMPTS = 5  # failed records are retried by each run up to this; replay resets it
 CLAIM_TTL = timedelta(minutes=10)  # only for claims made before claims named their lease (claimed_by empty)
 # What the process phase writes back: never the SAP document fields, which a concurrent read may have updated.
@@ -95,19 +96,6 @@ def stamp_of(doc):
     """'2026-03-01T23:59:10' from UpdateDate (v1 '2026-03-01' or v2 '2026-03-01T00:00:00Z') and UpdateTime."""
     day = str(doc.get("UpdateDate") or "")[:10]
     return f"{day}T{_clock_of(doc.get('UpdateTime'))}"
-
-
-def delta_filter(cursor_stamp, sync_from, quoted=True):
-    """The documented correct delta filter (a later day at any time, or the same day from the time on).
-
-    Literals are quoted as SAP's guide shows ('2026-03-01'); `quoted=False` gives OData V4's bare date and
-    time literals, for a /b1s/v2 service that insists on them (quoting there is unconfirmed)."""
-    q = "'" if quoted else ""
-    if not cursor_stamp:
-        return f"UpdateDate ge {q}{sync_from.isoformat()}{q}"
-    at = datetime.fromisoformat(cursor_stamp) - OVERLAP
-    day, clock = at.date().isoformat(), at.strftime("%H:%M:%S")
-    return f"(UpdateDate gt {q}{day}{q} or (UpdateDate eq {q}{day}{q} and UpdateTime ge {q}{clock}{q}))"
 
 
 def sap_state(doc):
@@ -168,36 +156,20 @@ class BillSync(SyncStep):
         self._dirty = {}  # pk -> record whose outcome is not written yet
         self._events = []  # audit events not written yet
         self._vendors_tried = set()  # suppliers aligned (or tried) by this run
+        self._notes = []  # (record, message): timeline notes of the read phase, written with the page
 
     # --- phase 1: read ------------------------------------------------------------------------------------
     def read_changes(self):
         cursor = SyncCursor.objects.filter(connection=self.connection, stream=STREAM).first()
-        stamp = (cursor.value or {}).get("stamp") if cursor else None
-        for page in self._delta_pages(stamp):
+        reader = DeltaReader(self.sap, "PurchaseInvoices", select=INVOICE_SELECT, sync_from=self.connection.sync_from,
+                             extra_filter=self.connection.invoice_extra_filter)
+        for page in reader.pages(cursor.value if cursor else None):
             docs = [self._with_lines(d) for d in page if sap_state(d) != "cancellation"]
             docs += self._cancelled_originals(page, {int(d["DocEntry"]) for d in docs})
             self.summary["read"] += len(docs)
             if page:
-                self._record_page(docs, max(stamp_of(d) for d in page))
+                self._record_page(docs, max(stamp_of(d) for d in page), reader.elapsed())
             self.out(f"  read {self.summary['read']} changed invoices from SAP")
-
-    def _delta_pages(self, stamp):
-        def pages(quoted):
-            flt = delta_filter(stamp, self.connection.sync_from, quoted=quoted)
-            if self.connection.invoice_extra_filter:
-                flt = f"({flt}) and ({self.connection.invoice_extra_filter})"
-            return self.sap.iterate_pages("PurchaseInvoices", filter=flt, select=INVOICE_SELECT,
-                                          orderby="UpdateDate asc,UpdateTime asc,DocEntry asc")
-
-        started = False
-        try:
-            for page in pages(quoted=True):
-                started = True
-                yield page
-        except SapError as exc:
-            if started or exc.status != 400 or self.sap.version != "v2":
-                raise
-            yield from pages(quoted=False)
 
     def _cancelled_originals(self, page, seen):
         """Originals named by cancellation documents on this page (their lines' BaseEntry), re-read from SAP:
@@ -223,7 +195,7 @@ class BillSync(SyncStep):
         # Some Service Layer versions omit collections when $select is used: read the document by key.
         return self.sap.get(f"PurchaseInvoices({int(doc['DocEntry'])})")
 
-    def _record_page(self, docs, page_stamp):
+    def _record_page(self, docs, page_stamp, read_seconds=0.0):
         """Record one page of invoices and move the cursor past it, in one transaction.
 
         The ledger rows are read inside the transaction (locked where the database can), so an overlapping
@@ -236,6 +208,7 @@ class BillSync(SyncStep):
             new, changed = self._absorb_page(docs, existing)
             for record in new + changed:
                 self._dry_records[record.doc_entry] = record
+            self._notes.clear()
             return
         with transaction.atomic():
             existing = {
@@ -246,10 +219,16 @@ class BillSync(SyncStep):
             # ignore_conflicts: a concurrent run (on a database without a page lock) may have inserted some first
             InvoiceRecord.objects.bulk_create(new, batch_size=500, ignore_conflicts=True)
             update_rows(changed, READ_FIELDS)
+            notes, self._notes = [(r, m) for r, m in self._notes if r.pk], []
+            for record, message in notes:
+                self._event(record, AuditEvent.Kind.NOTE, message)
+            AuditEvent.objects.bulk_create(self._events, batch_size=500)
+            self._events.clear()
             cursor, _ = SyncCursor.objects.select_for_update().get_or_create(
                 connection=self.connection, stream=STREAM, defaults={"value": {}})
             if (cursor.value or {}).get("stamp", "") < page_stamp:
-                cursor.value = {"stamp": page_stamp}
+                # how long this read had been going: the next read re-reads that much more (see delta.py)
+                cursor.value = {"stamp": page_stamp, "read_seconds": read_seconds}
                 cursor.save()
 
     def _absorb_page(self, docs, existing):
@@ -278,6 +257,8 @@ class BillSync(SyncStep):
         if not is_new and record.sap_updated > stamp:
             return False  # an older version than the one we have (an overlapping run read it earlier)
         state = sap_state(doc)
+        previous_state = record.sap_state
+        previous_paid = money((record.document or {}).get("PaidToDate")) if not is_new else Decimal(0)
         record.doc_num = str(doc.get("DocNum") or "")
         record.card_code = doc.get("CardCode") or ""
         record.card_name = (doc.get("CardName") or "")[:200]
@@ -294,18 +275,40 @@ class BillSync(SyncStep):
         record.document = kept
         if state == "cancelled":
             if record.bill_id or (record.create_attempted_at and record.status in (Status.CREATING, Status.FAILED)):
+                self._unflag(record, "cancelled in SAP")
                 self._plan(record, Step.ARCHIVE)  # without bill_id: a create may have happened; look it up first
             elif record.status not in (Status.SYNCED, Status.ARCHIVED):
                 record.status, record.next_step = Status.SKIPPED, Step.NONE
                 record.last_error = "cancelled in SAP before a bill was created"
         elif state == "closed":
-            # Closed because it was paid (possibly by our own payment sync): the bill stays as it is.
             if is_new or (not record.bill_id and record.status in (Status.PENDING, Status.HELD, Status.FAILED)):
                 record.status, record.next_step = Status.SKIPPED, Step.NONE
                 record.last_error = "closed in SAP (paid or closed there) before a bill was created"
+            elif record.bill_id and record.status != Status.ARCHIVED and previous_state != "closed":
+                # Paid by our own payment (the usual case), or by a check run, a credit memo, by hand: BILL must not
+                # pay it (again). The check step tells them apart.
+                self._unflag(record, "closed in SAP")
+                self._plan(record, Step.CLOSE)
+        elif record.status == Status.ARCHIVED and previous_state == "closed" and record.bill_id:
+            archived = record.bill_id
+            record.bill_id, record.next_step, record.status = "", Step.CREATE, Status.FLAGGED
+            record.last_error = (f"reopened in SAP after its BILL bill {archived} was archived (the invoice had been "
+                                 "closed in SAP); BILL cannot restore an archived bill: replay this invoice to make a "
+                                 "new bill, or pay it outside BILL")
+            self._notes.append((record, record.last_error))
+        elif record.bill_id and money(doc.get("PaidToDate")) > 0 and money(doc.get("PaidToDate")) != previous_paid:
+            self._plan(record, Step.CLOSE)  # paid or credited in part: does BILL still want the whole amount?
         else:
             self._plan(record, Step.UPDATE if record.bill_id else Step.CREATE)
         return True
+
+    def _unflag(self, record, what):
+        """A record waiting for a person about something else: this news comes first, on its timeline too."""
+        if record.status != Status.FLAGGED:
+            return
+        self._notes.append((record, f"{what[0].upper()}{what[1:]} while it needed a person ({record.last_error}): "
+                                    "handled again from SAP's new state"))
+        record.status, record.last_error, record.attempts = Status.PENDING, "", 0
 
     @staticmethod
     def _plan(record, step):
@@ -357,6 +360,8 @@ class BillSync(SyncStep):
                 if record.next_step == Step.ARCHIVE:
                     archives.append(record)
                     continue
+                if record.next_step == Step.CLOSE and not self._check_close(record):
+                    continue
                 body, problems = code_invoice(record.document, book)
                 if problems:
                     self._hold(record, problems)
@@ -388,7 +393,9 @@ class BillSync(SyncStep):
         codes = {r.card_code for r in chunk} - self._vendors_tried
         if not codes:
             return
-        missing = {c for c in codes if c not in book.vendors or book.vendors[c][1] in ("pending", "failed", "creating")}
+        # "invalid" too: a supplier unfrozen (or given an address) in SAP releases its held invoices on this run
+        missing = {c for c in codes
+                   if c not in book.vendors or book.vendors[c][1] in ("pending", "failed", "creating", "invalid")}
         review = {c for c in codes if c in book.vendors and book.vendors[c][1] == "review"}
         if review:
             missing |= set(VendorLink.objects.filter(connection=self.connection, card_code__in=review,
@@ -447,9 +454,12 @@ class BillSync(SyncStep):
 
     @staticmethod
     def _since(records):
-        created = [parse_day(r.document.get("CreationDate")) or parse_day(r.document.get("DocDate")) for r in records]
-        created = [d for d in created if d]
-        return (min(created) if created else timezone.localdate()) - timedelta(days=7)
+        """How far back BILL's bills of these vendors are read: AP often keys the vendor's PDF into BILL when it
+        arrives, weeks before SAP posts the invoice, so from well before the earliest of the invoices' vendor,
+        posting and creation dates."""
+        days = [parse_day(r.document.get(k)) for r in records for k in ("TaxDate", "DocDate", "CreationDate")]
+        days = [d for d in days if d]
+        return (min(days) if days else timezone.localdate()) - HAND_ENTRY_WINDOW
 
     def _claim(self, batch):
         """Mark the batch `creating` in our ledger before anything is sent; return the records we got.
@@ -689,8 +699,9 @@ class BillSync(SyncStep):
             current = self._fresh_bill(record)
             if current is not None and not current.get("archived"):
                 if not _editable(current):
-                    self._flag(record, f"SAP invoice was cancelled but BILL bill {record.bill_id} is "
-                                       f"{_state_words(current)}: not archived. Stop or reverse the payment in BILL.")
+                    self._flag(record, f"Cancelled in SAP, but BILL bill {record.bill_id} is {_state_words(current)}: "
+                                       "not archived. Stop or reverse the scheduled payment in BILL (or the vendor is "
+                                       "paid for a cancelled invoice).")
                     return
                 with trail.about(record):
                     self.bill.post(f"/v3/bills/{record.bill_id}/archive")
@@ -698,6 +709,96 @@ class BillSync(SyncStep):
             self._fail(record, f"BILL refused to archive the bill: {exc}")
             return
         self._set(record, Status.ARCHIVED, Step.NONE, "", f"Archived BILL bill {record.bill_id}: invoice cancelled in SAP")
+        self.summary["archived"] += 1
+
+    # --- closed (or part-paid) in SAP -----------------------------------------------------------------------
+    def _check_close(self, record):
+        """SAP closed the invoice, or lowered what it still owes. True: go on and bring the bill up to date.
+
+        Our own payment (posted, or being posted) explains it: nothing to do. Otherwise it was paid by a check
+        run, closed by a credit memo or by hand in SAP, and BILL must not pay it again: an unpaid, unscheduled
+        bill of a closed invoice is archived (saying why); anything else is flagged for a person."""
+        doc = record.document or {}
+        total = money(doc.get("DocTotal"))
+        closed = record.sap_state == "closed"
+        open_in_sap = Decimal(0) if closed else max(total - money(doc.get("PaidToDate")), Decimal(0))
+        ours = self._paid_by_us(record)
+        if ours is None or ours >= total - open_in_sap - Decimal("0.005"):
+            if closed:
+                self._set(record, Status.SYNCED, Step.NONE, "")
+                self.summary["unchanged"] += 1
+                return False
+            record.next_step = Step.UPDATE
+            return True
+        outside = total - open_in_sap - ours
+        if self.dry_run:
+            self.out(f"  would check BILL bill {record.bill_id}: SAP invoice {record.doc_num} "
+                     f"{'closed' if closed else f'owes {open_in_sap} of {total}'} ({outside} settled outside BILL)")
+            return False
+        try:
+            current = self._fresh_bill(record)
+        except RemoteError as exc:
+            self._fail(record, f"SAP settled {outside} of this invoice outside BILL; could not read BILL bill "
+                               f"{record.bill_id} to stop it being paid again: {exc}")
+            return False
+        where = ("closed in SAP" if closed else f"SAP shows {open_in_sap} still owed of {total}") + \
+            f" ({outside} paid, credited or closed in SAP, not by a BILL payment)"
+        if current is None:
+            self._flag(record, f"{where}, and BILL bill {record.bill_id} no longer exists: check in BILL")
+            return False
+        if current.get("archived"):
+            self._set(record, Status.ARCHIVED, Step.NONE, "", f"{where}; BILL bill {record.bill_id} was already archived")
+            self.summary["archived"] += 1
+            return False
+        due = money(current.get("amount")) - money(current.get("paidAmount"))
+        if closed and _editable(current):
+            self._archive_closed(record, where)
+        elif _editable(current):
+            self._flag(record, f"{where}, while BILL bill {record.bill_id} would pay {due}: lower the bill in BILL "
+                               f"to {open_in_sap} (or reverse what was entered in SAP), then replay this invoice")
+        elif money(current.get("scheduledAmount")):
+            self._flag(record, f"{where}, but BILL bill {record.bill_id} is scheduled "
+                               f"({money(current.get('scheduledAmount'))}): stop the scheduled payment in BILL, or the "
+                               "vendor is paid twice")
+        else:
+            self._flag(record, f"{where}, and BILL bill {record.bill_id} is {_state_words(current)}: the vendor may "
+                               "have been paid twice; check both payments")
+        return False
+
+    def _paid_by_us(self, record):
+        """What our SAP outgoing payments applied to this invoice; None while one is being posted."""
+        from connector.models import PaymentRecord
+
+        total = Decimal(0)
+        for status, sap_doc, allocations in PaymentRecord.objects.filter(
+                connection=self.connection, allocations__icontains=record.bill_id,
+                status__in=[PaymentRecord.Status.POSTED, PaymentRecord.Status.POSTING, PaymentRecord.Status.FLAGGED],
+        ).values_list("status", "sap_doc_entry", "allocations"):
+            if status == PaymentRecord.Status.POSTING:
+                return None
+            if status == PaymentRecord.Status.FLAGGED and not sap_doc:
+                continue
+            total += sum((money(a.get("amount")) for a in allocations or [] if a.get("bill_id") == record.bill_id),
+                         Decimal(0))
+        return total
+
+    def _archive_closed(self, record, where):
+        reason = f"{where}: BILL bill {record.bill_id} archived by ml-connector so that BILL does not pay it again"
+        try:
+            with trail.about(record):
+                if record.coded:  # say why on the bill itself, where AP sees it
+                    # before the text, so the marker stays at the end where it is looked for
+                    note = "ARCHIVED by ml-connector: closed in SAP, not paid through BILL. "
+                    body = {**record.coded, "description": (note + record.coded.get("description", ""))[-4000:]}
+                    try:
+                        self.bill.request("PUT", f"/v3/bills/{record.bill_id}", json_body=body)
+                    except BillError:
+                        pass  # the note on the bill is a courtesy; archiving is what matters
+                self.bill.post(f"/v3/bills/{record.bill_id}/archive")
+        except RemoteError as exc:
+            self._fail(record, f"{where}; BILL refused to archive bill {record.bill_id}: {exc}")
+            return
+        self._set(record, Status.ARCHIVED, Step.NONE, reason, f"Archived BILL bill {record.bill_id}: {where}")
         self.summary["archived"] += 1
 
     def _find_for_archive(self, record, book):
@@ -857,18 +958,20 @@ class BillIndex:
         self.bill = bill
         self.connection = connection
         self.company = re.sub(r"\s", "_", connection.sap_company_db or "")
-        self.loaded = set()
+        self.loaded = {}  # vendor id -> earliest creation day read for it
         self.by_marker = {}
         self.foreign_numbers = {}
 
     def ensure(self, vendor_ids, since, refresh=False):
-        wanted = sorted(v for v in vendor_ids if v and (refresh or v not in self.loaded))
+        """Read the bills of these vendors created since `since` (again for a vendor read from a later day only)."""
+        wanted = sorted(v for v in vendor_ids if v and (refresh or v not in self.loaded or since < self.loaded[v]))
         for start in range(0, len(wanted), 20):
             chunk = wanted[start:start + 20]
             filters = [f'vendorId:in:"{",".join(chunk)}"', f'createdTime:gte:"{since.isoformat()}T00:00:00.000Z"']
             for bill_obj in self.bill.iterate("/v3/bills", filters=filters):
                 self.remember(bill_obj)
-            self.loaded.update(chunk)
+            for vendor_id in chunk:
+                self.loaded[vendor_id] = min(since, self.loaded.get(vendor_id, since))
 
     def remember(self, bill_obj):
         if bill_obj.get("archived"):
@@ -889,4 +992,4 @@ class BillIndex:
         return self.foreign_numbers.get((vendor_id, number))
 
 
-__all__ = ["BillSync", "delta_filter", "description", "marker", "stamp_of"]
+__all__ = ["BillSync", "description", "marker", "stamp_of"]
