@@ -213,6 +213,7 @@ AUDIT_EXCHANGE_RETENTION_DAYS = env.int("AUDIT_EXCHANGE_RETENTION_DAYS", default
 
 # BILL request limiter: concurrent requests per organization across the deployment.
 BILL_MAX_IN_FLIGHT = env.int("BILL_MAX_IN_FLIGHT", default=3)
+SAP_PAGE_SIZE = env.int("SAP_PAGE_SIZE", default=100)  # rows per Service Layer page (Prefer: odata.maxpagesize)
 
 LOGGING = {
     "version": 1,

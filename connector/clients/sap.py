@@ -107,8 +107,11 @@ class SapClient:
 
     @classmethod
     def for_connection(cls, connection, **kw):
+        from django.conf import settings
+
         from connector.sessions import DatabaseSessionStore
 
+        kw.setdefault("page_size", getattr(settings, "SAP_PAGE_SIZE", DEFAULT_PAGE_SIZE))
         return cls(
             connection.sap_base_url, connection.sap_company_db, connection.sap_username, connection.sap_password,
             session_store=DatabaseSessionStore(connection, "sap"), verify=connection.sap_verify_tls,
