@@ -542,8 +542,8 @@ def invoice_outcome(record):
         return SUCCEEDED, f"skipped: {record.last_error}"
     if status == "creating":
         started = timezone.localtime(record.create_attempted_at).strftime("%H:%M") if record.create_attempted_at else "?"
-        return STILL_FAILING, (f"not sent: another attempt started creating this bill at {started}; if it is still "
-                               "creating 10 minutes after that, replay again")
+        return STILL_FAILING, (f"not sent: another worker started creating this bill at {started} and is still at it; "
+                               "if that worker stopped, the next sync or replay takes it over at once")
     words = {"held": "still held", "failed": "still failing", "flagged": "still needs a person"}.get(status, status)
     return STILL_FAILING, f"{words}: {record.last_error or record.get_status_display()}"
 
@@ -557,8 +557,8 @@ def payment_outcome(record):
     if status in ("not_paid", "reversed"):
         return SUCCEEDED, record.get_status_display()
     if status == "posting":
-        return STILL_FAILING, ("not posted: another attempt is posting it; if it is still posting 10 minutes "
-                               "after that, replay again")
+        return STILL_FAILING, ("not posted: another worker is posting it right now; if that worker stopped, the next "
+                               "sync or replay searches SAP for it and finishes it at once")
     words = {"failed": "still failing", "flagged": "still needs a person"}.get(status, status)
     return STILL_FAILING, f"{words}: {record.last_error or record.get_status_display()}"
 

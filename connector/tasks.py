@@ -74,5 +74,8 @@ def sweep():
             log.exception("sweep: webhook event %s failed", pk)
     from audit.replay import sweep_jobs
 
+    from .leases import prune
+
+    prune()  # leases left by killed workers (a live holder renews its own)
     requeued = sweep_jobs()
     return f"processed {done} pending webhook events; re-queued replay jobs: {requeued}"
