@@ -172,3 +172,64 @@ def test_status_page_and_invoice_page_show_the_branch(conn, branches, bill_sim):
     assert "East" in page and "SAP branch" in page
     listing = web.get("/admin/connector/invoicerecord/").content.decode()
     assert "2 East" in listing
+
+
+# --- branches: payments ------------------------------------------------------------------------------------------------
+def live_payments(sap_sim):
+    return [p for p in sap_sim.entities("VendorPayments") if p.get("Cancelled") != "tYES"]
+
+
+@pytest.mark.django_db
+def test_branch_payments_carry_bplid_and_a_two_branch_payment_gives_two_sap_payments_once(conn, branches, bill_sim):
+    """Before the fix every payment of a branch company was refused by SAP (-5002 "Specify an active branch")."""
+    from connector.models import PaymentRecord
+
+    branches.add_invoice("V1000", line("100.00"), num_at_card="P-HQ", branch=1)
+    branches.add_invoice("V1000", line("40.00"), num_at_card="P-EAST", branch=2)
+    branches.add_invoice("V1000", line("25.00"), num_at_card="P-EAST2", branch=2)
+    records = sync_all(conn)
+    single = bill_sim.pay_bills([(records["P-EAST2"].bill_id, "25.00")], process_date="2026-11-20")
+    both = bill_sim.pay_bills([(records["P-HQ"].bill_id, "100.00"), (records["P-EAST"].bill_id, "40.00")],
+                              process_date="2026-11-21")
+    summary = run_sync(conn, ["payments"]).summary["payments"]
+    assert summary["failed"] == 0, PaymentRecord.objects.values_list("last_error", flat=True)
+    by_ref = {}
+    for p in live_payments(branches):
+        by_ref.setdefault(p["TransferReference"], []).append(p)
+    assert [(p["BPLID"], p["PaymentInvoices"][0]["DocEntry"]) for p in by_ref[single["id"]]] == [
+        (2, records["P-EAST2"].doc_entry)]
+    two = {p["BPLID"]: p for p in by_ref[both["id"]]}
+    assert set(two) == {1, 2}
+    assert [line["DocEntry"] for line in two[1]["PaymentInvoices"]] == [records["P-HQ"].doc_entry]
+    assert [line["DocEntry"] for line in two[2]["PaymentInvoices"]] == [records["P-EAST"].doc_entry]
+    assert (float(two[1]["TransferSum"]), float(two[2]["TransferSum"])) == (100.0, 40.0)
+    record = PaymentRecord.objects.get(connection=conn, bill_payment_id=both["id"])
+    assert record.status == "posted" and "+" in record.sap_doc_num
+    # Exactly once: a second run and a replay post nothing more.
+    run_sync(conn, ["payments"])
+    PaymentRecord.objects.filter(pk=record.pk).update(status="failed", sap_doc_entry=None, sap_doc_num="")
+    run_sync(conn, ["payments"])
+    assert len(live_payments(branches)) == 3
+
+
+@pytest.mark.django_db
+def test_a_lost_answer_on_one_branch_is_found_again_by_payment_id_and_branch(conn, branches, bill_sim):
+    branches.add_invoice("V1000", line("70.00"), num_at_card="L-HQ", branch=1)
+    branches.add_invoice("V1000", line("30.00"), num_at_card="L-EAST", branch=2)
+    records = sync_all(conn)
+    both = bill_sim.pay_bills([(records["L-HQ"].bill_id, "70.00"), (records["L-EAST"].bill_id, "30.00")],
+                              process_date="2026-11-21")
+    branches.lose_next_response("POST", "VendorPayments", count=1)  # SAP posts the first, the answer is lost
+    run_sync(conn, ["payments"])
+    run_sync(conn, ["payments"])
+    mine = [p for p in live_payments(branches) if p["TransferReference"] == both["id"]]
+    assert sorted(p["BPLID"] for p in mine) == [1, 2]
+
+
+@pytest.mark.django_db
+def test_without_branches_the_bplid_key_is_not_sent(conn, sap_sim, bill_sim):
+    sap_sim.add_invoice("V1000", line("12.00"), num_at_card="NB-1")
+    records = sync_all(conn)
+    bill_sim.pay_bills([(records["NB-1"].bill_id, "12.00")], process_date="2026-11-21")
+    assert run_sync(conn, ["payments"]).summary["payments"]["posted"] == 1  # the strict simulator refuses a BPLID key
+    assert live_payments(sap_sim)[0]["BPLID"] is None

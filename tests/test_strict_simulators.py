@@ -62,3 +62,13 @@ def test_bill_refused_with_three_field_errors_shows_all_three(conn, sap_sim, bil
     assert record.status != "synced"
     for problem in problems:
         assert problem in record.last_error, record.last_error
+
+
+@pytest.mark.django_db
+def test_a_422_refused_payment_filter_falls_back_like_a_400(conn, sap_sim, bill_sim):
+    records = bill_invoices(conn, sap_sim, ("V1000", "33.00", "F422-1"))
+    payment = bill_sim.pay_bills([(records["F422-1"].bill_id, "33.00")])
+    bill_sim.fail_next("GET", "/v3/payments", 422, None, "", count=2, entries=[
+        {"code": None, "message": "filters: updatedTime is not filterable"}])
+    assert run_sync(conn, ["payments"]).summary["payments"]["posted"] == 1
+    assert [p["TransferReference"] for p in sap_sim.entities("VendorPayments")] == [payment["id"]]

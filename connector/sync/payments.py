@@ -2,7 +2,10 @@
 
 A webhook is only a hint that a payment changed; the truth is read from BILL (`GET /v3/payments/{id}`:
 `billPayments` say how much went to which bill). Each paid BILL payment becomes exactly one SAP
-`VendorPayments` document applying those amounts to the matching purchase invoices. Before posting, SAP
+`VendorPayments` document applying those amounts to the matching purchase invoices; in a company with branches
+it carries the invoices' branch as `BPLID` (the key is left out without branches), and a BILL payment over
+invoices of two branches becomes one SAP payment per branch (SAP payments never mix branches), each with the
+same TransferReference and found again by it plus its BPLID. Before posting, SAP
 is searched for a payment carrying the BILL payment id (TransferReference), so a lost answer, a retried
 task, a duplicate webhook or a replay never posts twice. Polling payments updated since a cursor means a
 missed or disabled webhook loses nothing.
@@ -179,7 +182,7 @@ class PaymentSync(SyncStep):
             try:
                 rows = list(self.bill.iterate("/v3/payments", **options))
             except BillError as exc:
-                if exc.status != 400 or n == len(attempts) - 1:
+                if not exc.refused or n == len(attempts) - 1:  # 400, or 422 as BILL also refuses with
                     raise
                 continue
             if not options:
@@ -314,17 +317,35 @@ class PaymentSync(SyncStep):
                                  "created from an SAP invoice by ml-connector: post it in SAP by hand")
             card_codes.add(invoice.card_code)
             allocations.append({"bill_id": invoice.bill_id, "doc_entry": invoice.doc_entry, "doc_num": invoice.doc_num,
-                                "amount": str(money(part.get("amount")))})
+                                "amount": str(money(part.get("amount"))), "branch": self._branch_of(invoice)})
         if len(card_codes) != 1:
             raise ValueError(f"BILL payment {record.bill_payment_id} covers invoices of several SAP suppliers "
                              f"({', '.join(sorted(card_codes))}): post it in SAP by hand")
         record.card_code = card_codes.pop()
         return allocations
 
-    def sap_payment_body(self, record):
-        total = sum((Decimal(a["amount"]) for a in record.allocations), Decimal(0))
+    def _branch_of(self, invoice):
+        """The SAP branch (BPLID) a payment of this invoice must carry; None when the company has no branches."""
+        if (self.connection.sap_company or {}).get("branches_enabled") is False:
+            return None
+        return invoice.branch_id
+
+    @staticmethod
+    def branch_groups(allocations):
+        """[(branch, allocations)]: one SAP payment per branch, never mixing branches (addendum §7)."""
+        groups = {}
+        for allocation in allocations:
+            groups.setdefault(allocation.get("branch"), []).append(allocation)
+        return sorted(groups.items(), key=lambda item: (item[0] is None, item[0] or 0))
+
+    def sap_payment_body(self, record, allocations=None, branch=None):
+        """One SAP outgoing payment for `allocations` (default: all of the record's), of one branch. Each carries the
+        BILL payment id in TransferReference; with branches, `BPLID` tells the parts apart (the key is left out
+        entirely without branches: SAP refuses an empty one)."""
+        allocations = record.allocations if allocations is None else allocations
+        total = sum((Decimal(a["amount"]) for a in allocations), Decimal(0))
         day = (record.process_date or timezone.localdate()).isoformat()
-        return {
+        body = {
             "CardCode": record.card_code,
             "DocType": "rSupplier",
             "DocDate": day,
@@ -337,17 +358,32 @@ class PaymentSync(SyncStep):
             "PaymentInvoices": [
                 {"LineNum": n, "DocEntry": a["doc_entry"], "InvoiceType": "it_PurchaseInvoice",
                  "SumApplied": float(Decimal(a["amount"]))}
-                for n, a in enumerate(record.allocations)
+                for n, a in enumerate(allocations)
             ],
         }
+        if branch is not None:
+            body["BPLID"] = branch
+        return body
 
-    def find_sap_payment(self, payment_id):
-        """An uncancelled SAP outgoing payment we posted for this BILL payment, or None."""
+    def find_sap_payment(self, payment_id, branch=None):
+        """An uncancelled SAP outgoing payment we posted for this BILL payment (of that branch, when given), or None.
+        A BILL payment over two branches is two SAP payments with the same TransferReference, told apart by BPLID."""
+        condition = f"TransferReference eq {odata_quote(payment_id)} and Cancelled eq 'tNO'"
+        if branch is not None:
+            condition += f" and BPLID eq {int(branch)}"
         found = list(self.sap.iterate(
-            "VendorPayments", filter=f"TransferReference eq {odata_quote(payment_id)} and Cancelled eq 'tNO'",
-            select=["DocEntry", "DocNum", "TransferSum", "CardCode"],
+            "VendorPayments", filter=condition, select=["DocEntry", "DocNum", "TransferSum", "CardCode"],
         ))
         return found[0] if found else None
+
+    def _find_branch_payments(self, record):
+        """{branch: SAP payment found} for the record's branch groups (missing branches absent)."""
+        found = {}
+        for branch, _ in self.branch_groups(record.allocations):
+            existing = self.find_sap_payment(record.bill_payment_id, branch)
+            if existing:
+                found[branch] = existing
+        return found
 
     def _post(self, record, payment):
         try:
@@ -368,14 +404,19 @@ class PaymentSync(SyncStep):
             return
         if not self._claim(record):
             return
+        groups = self.branch_groups(record.allocations)
+        if len(groups) > 1:
+            self._post_per_branch(record, groups)
+            return
+        branch = groups[0][0]
         try:
             with self._about(record):
-                existing = self.find_sap_payment(record.bill_payment_id)
+                existing = self.find_sap_payment(record.bill_payment_id, branch)
                 if existing:
                     self._posted(record, existing, "Found the SAP payment posted by an earlier attempt; not posted again")
                     self.summary["adopted"] += 1
                     return
-                created = self.sap.post("VendorPayments", self.sap_payment_body(record))
+                created = self.sap.post("VendorPayments", self.sap_payment_body(record, branch=branch))
         except ResponseLost:
             self._recover_lost(record)
             return
@@ -387,6 +428,44 @@ class PaymentSync(SyncStep):
             return
         self._posted(record, created or {}, f"Posted SAP outgoing payment {(created or {}).get('DocNum')}")
         self.summary["posted"] += 1
+
+    def _post_per_branch(self, record, groups):
+        """A BILL payment over invoices of several SAP branches: one SAP payment per branch, each carrying the BILL
+        payment id (TransferReference) and its branch (BPLID), and each looked up by both before it is posted, so a
+        retry after a partial failure or a lost answer posts only the missing ones."""
+        docs, adopted = [], 0
+        for branch, allocations in groups:
+            try:
+                with self._about(record):
+                    existing = self.find_sap_payment(record.bill_payment_id, branch)
+                    if existing:
+                        docs.append((branch, existing))
+                        adopted += 1
+                        continue
+                    created = self.sap.post("VendorPayments", self.sap_payment_body(record, allocations, branch))
+            except ResponseLost:
+                self._recover_lost(record)
+                return
+            except SapError as exc:
+                done = f" (already posted for branch {', '.join(str(b) for b, _ in docs)})" if docs else ""
+                self._fail(record, f"SAP refused the outgoing payment for branch {branch}{done}: {exc}")
+                return
+            except RemoteError as exc:
+                self._fail(record, f"could not reach SAP: {exc}")
+                return
+            docs.append((branch, created or {}))
+        self._posted_branches(record, docs, "Posted SAP outgoing payments " + ", ".join(
+            f"{doc.get('DocNum')} (branch {branch})" for branch, doc in docs))
+        self.summary["adopted" if adopted == len(docs) else "posted"] += 1
+
+    def _posted_branches(self, record, docs, outcome):
+        """Several SAP payments (one per branch) stand for this BILL payment: each allocation names its own."""
+        numbers = {branch: str(doc.get("DocNum") or "") for branch, doc in docs}
+        for allocation in record.allocations:
+            allocation["sap_doc_num"] = numbers.get(allocation.get("branch"), "")
+        record.sap_doc_entry = docs[0][1].get("DocEntry") or record.sap_doc_entry
+        record.sap_doc_num = "+".join(numbers[branch] for branch, _ in docs)[:30]
+        self._set(record, Status.POSTED, "", outcome)
 
     def _claim(self, record):
         """Mark the post as under way (`posting`) before anything is sent: a worker killed after SAP accepted it
@@ -403,8 +482,23 @@ class PaymentSync(SyncStep):
         return bool(claimed)
 
     def _recover_lost(self, record):
+        groups = self.branch_groups(record.allocations or [])
+        if len(groups) > 1:
+            try:
+                found = self._find_branch_payments(record)
+            except RemoteError as exc:
+                self._fail(record, f"SAP did not answer the payment post and the look-up failed ({exc}); the next run "
+                                   "looks again before posting")
+                return
+            if len(found) == len(groups):
+                self._posted_branches(record, list(found.items()), "SAP's answer was lost; found the payments it posted")
+                self.summary["adopted"] += 1
+            else:
+                self._fail(record, "SAP did not answer a payment post; the branches without an SAP payment yet are "
+                                   "posted on the next run")
+            return
         try:
-            existing = self.find_sap_payment(record.bill_payment_id)
+            existing = self.find_sap_payment(record.bill_payment_id, groups[0][0] if groups else None)
         except RemoteError as exc:
             self._fail(record, f"SAP did not answer the payment post and the look-up failed ({exc}); the next run "
                                "looks again before posting")
@@ -436,6 +530,10 @@ class PaymentSync(SyncStep):
         if not record.sap_doc_entry:
             self._set(record, Status.NOT_PAID, "")
             self.summary["not_paid"] += 1
+            return
+        if "+" in record.sap_doc_num:
+            # One SAP payment per branch: cancelling them is left to a person (never only some of them by us).
+            self._flag_void(record)
             return
         cancelled = self._sap_payment_cancelled(record)
         if cancelled is None:
