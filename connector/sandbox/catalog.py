@@ -9,6 +9,12 @@ Plain data only; the simulators turn it into their own entities.
 from decimal import Decimal
 
 SAP_COMPANY_DB = "SBODEMOUS"
+# A second demo company: branches on (BusinessPlaces), local currency code "$" as many real companies have it.
+SAP_BRANCH_COMPANY_DB = "SBODEMOBR"
+SAP_BRANCHES = [(1, "Headquarters"), (2, "West Coast")]
+BILL_BRANCH_ORG_ID = "00801SANDBOXORG0002"  # the branch company pays from its own BILL organization (same user)
+# A supplier with no address at all in SAP: BILL needs one to create the vendor, so it is held.
+SAP_SUPPLIER_WITHOUT_ADDRESS = ("V1090", "Nowhere Fasteners LLC")
 SAP_USER = "manager"
 SAP_PASSWORD = "1234"
 SAP_PAYMENT_ACCOUNT = "_SYS00000000004"

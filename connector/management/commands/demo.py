@@ -28,6 +28,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--sap-url", default="http://127.0.0.1:8101")
         parser.add_argument("--bill-url", default="http://127.0.0.1:8102")
+        parser.add_argument("--branch-sap-url", default="http://127.0.0.1:8103",
+                            help="the SAP company with branches (sandbox --branch-sap-port); empty: skip that part")
         parser.add_argument("--admin-user", default="admin")
         parser.add_argument("--admin-password", default="", help="default: a new random one, printed")
 
@@ -41,7 +43,7 @@ class Command(BaseCommand):
         except CommandError as exc:
             self.stdout.write(self.style.WARNING(f"(exit {exc.returncode}) {exc}"))
 
-    def handle(self, *args, sap_url, bill_url, admin_user, admin_password, **options):
+    def handle(self, *args, sap_url, bill_url, branch_sap_url, admin_user, admin_password, **options):
         self.section("1. Connect the customer's SAP company and BILL organization")
         conn_file = {
             "tenant": "demo", "name": "demo-sandbox",
@@ -72,10 +74,16 @@ class Command(BaseCommand):
         self.cli("sync", "demo-sandbox", "--step", "payments")
         self.show_sap_payments(sap_url)
 
-        self.section("5. Month-end: reconcile SAP and BILL (someone archived a bill by hand in BILL)")
+        self.section("5. A second SAP company: branches on, local currency '$'")
+        if branch_sap_url:
+            self.branch_company(branch_sap_url, bill_url)
+        else:
+            self.stdout.write("(skipped: no --branch-sap-url)")
+
+        self.section("6. Month-end: reconcile SAP and BILL (someone archived a bill by hand in BILL)")
         self.month_end()
 
-        self.section("6. Summary")
+        self.section("7. Summary")
         self.cli("connection", "list")
         conn = Connection.objects.get(tenant__slug="demo", name="demo-sandbox")
         counts = {}
@@ -90,6 +98,56 @@ class Command(BaseCommand):
                           "   (host operator: every tenant)")
         self.stdout.write(f"       accounting editor of tenant 'demo' only:  user: demo-editor   password: {password}")
         self.stdout.write("Held invoices say what to map; map them under 'SAP G/L account mappings', then replay.")
+
+    def branch_company(self, sap_url, bill_url):
+        """Its invoices carry their SAP branch; one BILL payment over two branches becomes one SAP payment per
+        branch, each with BPLID. The supplier without an address (first company) is shown held, with what to fill."""
+        from mappings.models import VendorLink
+
+        held = VendorLink.objects.filter(connection__name="demo-sandbox", card_code=catalog.SAP_SUPPLIER_WITHOUT_ADDRESS[0]
+                                         ).first()
+        if held is not None:
+            self.stdout.write(f"held supplier {held.card_code} ({held.get_status_display()}): {held.last_error}")
+        conn_file = {
+            "tenant": "demo", "name": "demo-branches",
+            "sap": {"base_url": f"{sap_url}/b1s/v2", "company_db": catalog.SAP_BRANCH_COMPANY_DB,
+                    "username": catalog.SAP_USER, "password": catalog.SAP_PASSWORD,
+                    "payment_account": catalog.SAP_PAYMENT_ACCOUNT, "currency_codes": {"$": "USD"}},
+            "bill": {"base_url": f"{bill_url}/connect", "username": catalog.BILL_USER, "password": catalog.BILL_PASSWORD,
+                     "organization_id": catalog.BILL_BRANCH_ORG_ID, "dev_key": catalog.BILL_DEV_KEY},
+            "schedule": {"minutes": 15}, "sync_from": "2026-01-01", "allow_private_network": True,
+        }
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+            json.dump(conn_file, fh)
+        self.cli("connection", "apply", fh.name)
+        Path(fh.name).unlink()
+        self.cli("sync", "demo-branches", "--step", "reference")
+        self.cli("mappings", "import", "demo-branches", str(CSV))
+        self.cli("sync", "demo-branches", "--step", "vendors", "--step", "bills")
+        conn = Connection.objects.get(tenant__slug="demo", name="demo-branches")
+        company = conn.sap_company or {}
+        self.stdout.write(f"SAP company {conn.sap_company_db}: local currency {company.get('local_currency')!r} "
+                          f"(USD), branches {company.get('branches')}")
+        records = list(InvoiceRecord.objects.filter(connection=conn, status="synced").order_by("doc_entry"))
+        for r in records:
+            self.stdout.write(f"  invoice {r.doc_num} {r.card_code} {r.doc_total} {r.currency} branch {r.branch_id} "
+                              f"{r.branch_name} -> bill {r.bill_id}")
+        two = [r for r in records if r.card_code == "V1000"][:2]
+        if len({r.branch_id for r in two}) == 2:
+            plan = [(r.bill_id, str(r.doc_total)) for r in two]
+            answer = requests.post(f"{bill_url}/_sim/pay", json={"payments": plan, "org_id": catalog.BILL_BRANCH_ORG_ID},
+                                   timeout=30)
+            answer.raise_for_status()
+            self.stdout.write(f"BILL paid {answer.json()['id']} over two branches: "
+                              + ", ".join(f"bill {b} {a}" for b, a in plan))
+        self.cli("sync", "demo-branches", "--step", "payments")
+        rows = requests.get(f"{sap_url}/_sim/entities/VendorPayments", timeout=30).json()
+        rows = rows.get("value", rows) if isinstance(rows, dict) else rows
+        self.stdout.write("SAP outgoing payments of the branch company (one per branch):")
+        for row in rows:
+            applied = ", ".join(f"invoice DocEntry {p['DocEntry']}: {p['SumApplied']}" for p in row.get("PaymentInvoices", []))
+            self.stdout.write(f"  DocNum {row['DocNum']} BPLID {row.get('BPLID')} ({row.get('BPLName')}) "
+                              f"{row['CardCode']} {row['TransferSum']} ref {row.get('TransferReference')} -> {applied}")
 
     def month_end(self):
         """Leave one difference for the reconciliation to find; alerts go to the tenant's recipient (console)."""

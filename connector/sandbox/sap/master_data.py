@@ -78,7 +78,7 @@ class MasterDataMixin:
         self._check_properties(body, BUSINESS_PARTNER)
         code = self._coerce_in(STR, body.get("CardCode"), "CardCode", "BusinessPartner")
         if not code:
-            raise SapError(400, -10, "Business partner code is missing [OCRD.CardCode]")
+            raise SapError(400, -5002, "Code undefined  [OCRD.CardCode]")  # live SL, two spaces included
         table = self._tables["BusinessPartners"]
         if code in table:
             raise SapError(400, -10, f"1320000140 - Business partner code '{code}' already assigned to a business "

@@ -123,6 +123,31 @@ class SeedingMixin:
                 created.append(self._insert_invoice(self._build_invoice(payload))["DocEntry"])
             return created
 
+    def seed_demo_extras(self) -> list[int]:
+        """The demo's supplier without an address and one invoice of it (held until SAP has an address)."""
+        code, name = catalog.SAP_SUPPLIER_WITHOUT_ADDRESS
+        with self._lock:
+            if code not in self._tables["BusinessPartners"]:
+                self._create_business_partner({"CardCode": code, "CardName": name, "CardType": "cSupplier",
+                                               "EmailAddress": "ar@nowhere-fasteners.example"})
+            invoice = self.add_invoice(code, [{"AccountCode": "6100", "LineTotal": Decimal("58.20"), "TaxCode": "EX",
+                                               "CostingCode": "OPS", "ItemDescription": "Bolts and washers"}],
+                                       num_at_card="NF-0007")
+        return [invoice["DocEntry"]]
+
+    def seed_branch_demo(self) -> list[int]:
+        """The branch company of the demo: branches on, local currency "$", invoices in both branches."""
+        self.configure_company(local_currency="$", branches=catalog.SAP_BRANCHES)
+        specs = [("V1000", "410.00", "NW-BR-101", 1), ("V1000", "265.50", "NW-BR-201", 2),
+                 ("V1002", "129.99", "ACME-BR-88", 2)]
+        created = []
+        with self._lock:
+            for vendor, amount, ref, branch in specs:
+                line = {"AccountCode": "6100", "LineTotal": Decimal(amount), "TaxCode": "EX", "CostingCode": "ADMIN",
+                        "ItemDescription": f"Office supplies ({dict(catalog.SAP_BRANCHES)[branch]})"}
+                created.append(self.add_invoice(vendor, [line], num_at_card=ref, branch=branch)["DocEntry"])
+        return created
+
     def seed_demo_invoices(self) -> list[int]:
         """About twenty varied invoices for the demo (each case named in its comment); returns DocEntries."""
         today = self.now().date()
