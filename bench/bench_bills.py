@@ -134,6 +134,8 @@ def child(n, sims_mode, latency, use_tracemalloc):
     # which would be measured as our peak memory. A fixed throwaway key replaces DEBUG's generated key file.
     os.environ["DEBUG"] = "0"
     os.environ["FIELD_ENCRYPTION_KEY"] = BENCH_KEY
+    os.environ.setdefault("SECRET_KEY", "bench-only-" + BENCH_KEY)  # production settings refuse to start without one
+    os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
     os.environ.pop("REDIS_URL", None)  # the database limiter, like a deployment without Redis
     os.environ["BILL_MAX_IN_FLIGHT"] = "3"
     os.environ.setdefault("LOG_LEVEL", "WARNING")
@@ -151,6 +153,7 @@ def child(n, sims_mode, latency, use_tracemalloc):
     from connector.connections import apply_connection
     from connector.models import InvoiceRecord
     from connector.sandbox import catalog
+    from connector.sync.coding import marker_in
     from connector.sync.runner import run_sync
     from connector.sync.vendors import VendorAligner
     from mappings.models import VendorLink
@@ -209,8 +212,9 @@ def child(n, sims_mode, latency, use_tracemalloc):
         bills = [b for b in sims.bill("POST", "entities", {"kind": "bills"}) if not b.get("archived")]
         per_doc = {}
         for b in bills:
-            marker = b["description"].rsplit("[SAP DocEntry ", 1)[1].rstrip("]")
-            per_doc.setdefault(int(marker), []).append(Decimal(str(b["amount"])))
+            found = marker_in(b["description"])
+            if found:
+                per_doc.setdefault(found[1], []).append(Decimal(str(b["amount"])))
         duplicates = sum(1 for amounts in per_doc.values() if len(amounts) > 1)
         wrong_total = sum(1 for entry, amounts in per_doc.items() if amounts[0] != invoices.get(entry))
         statuses = dict(InvoiceRecord.objects.filter(connection=conn).values("status").annotate(c=Count("pk"))
