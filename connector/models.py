@@ -523,3 +523,24 @@ class Lease(models.Model):
 
     def __str__(self):
         return f"{self.key} held by {self.host}:{self.pid} until {self.expires_at:%H:%M:%S}"
+
+
+class BudgetUse(models.Model):
+    """Requests (or logins) one BILL developer key spent in one clock hour, across every process of the host.
+
+    BILL's limits are per developer key (20,000 requests and 200 logins an hour), shared by every organization
+    the key serves. `key` is a hash of the developer key, never the key itself (connector/budget.py).
+    """
+
+    key = models.CharField(max_length=80)
+    kind = models.CharField(max_length=10, choices=[("request", "request"), ("login", "login")])
+    hour = models.DateTimeField(help_text="The clock hour (UTC) the count belongs to.")
+    count = models.PositiveIntegerField(default=0)
+    deferred = models.PositiveIntegerField(default=0, help_text="Low-priority calls put off to the next hour.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "kind", "hour"], name="uniq_budget_hour")]
+        indexes = [models.Index(fields=["hour"])]
+
+    def __str__(self):
+        return f"{self.key} {self.kind} {self.hour:%Y-%m-%d %H}:00 {self.count}"
