@@ -53,7 +53,9 @@ def process_webhook_event(event_pk):
     conn = event.connection
     from audit.trail import triggered_by
 
-    with triggered_by("webhook"):
+    from .budget import priority
+
+    with triggered_by("webhook"), priority("payments"):
         sync = PaymentSync(conn, SapClient.for_connection(conn), BillClient.for_connection(conn))
         for payment_id in sorted(sync.ids_from_events(only=[event_pk])):
             sync.handle(payment_id)

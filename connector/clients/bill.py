@@ -103,6 +103,12 @@ def events_base_url(base):
     return f"{head}/connect-events" if last == "connect" and "://" in head else base
 
 
+def _spender(dev_key):
+    from connector import budget
+
+    return lambda kind: budget.take(dev_key, kind)
+
+
 def next_hour(now):
     return now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
 
@@ -135,6 +141,7 @@ class BillClient:
     def __init__(
         self, base_url, username, password, organization_id, dev_key, *, session_store, limiter, events_base_url=None,
         connection_id=None, timeout=DEFAULT_TIMEOUT, max_in_flight=3, hourly_block=None, allow_private_network=False,
+        spend=None,
     ):
         self.base_url = base_url.rstrip("/")
         self.events_base_url = (events_base_url or self._events_url(self.base_url)).rstrip("/")
@@ -147,6 +154,8 @@ class BillClient:
         self.max_in_flight = max_in_flight
         self.limiter_key = f"bill:{organization_id}"
         self.hourly = hourly_block
+        # Counts each call against the developer key's hourly budget before it is sent; may raise (deferred / wait).
+        self.spend = spend or (lambda kind: None)
         self.transport = Transport(system="bill", connection_id=connection_id, timeout=timeout,
                                    allow_private_network=allow_private_network)
         self._session_id = None
@@ -169,6 +178,7 @@ class BillClient:
             session_store=DatabaseSessionStore(connection, "bill"), limiter=get_limiter(),
             events_base_url=connection.bill_events_url, connection_id=connection.pk,
             max_in_flight=settings.BILL_MAX_IN_FLIGHT, hourly_block=HourlyBlock(connection.bill_dev_key),
+            spend=_spender(connection.bill_dev_key),
             allow_private_network=connection.allow_private_network, **kw,
         )
 
@@ -245,6 +255,9 @@ class BillClient:
                     f"BILL hourly request limit reached for this developer key; calls resume at {until:%H:%M} UTC",
                     until=until, code=HOURLY_CAP, path=path,
                 )
+        self.spend("request")
+        if path == "/v3/login":
+            self.spend("login")
         with self.limiter.slot(self.limiter_key, self.max_in_flight):
             return self.transport.send(
                 method, url, path=path, attempt=attempt, params=params, json=json_body,

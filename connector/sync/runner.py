@@ -10,7 +10,7 @@ import traceback
 from django.utils import timezone
 
 from audit import trail
-from connector import leases
+from connector import budget, leases
 from connector.clients.bill import BillClient
 from connector.clients.errors import RemoteError
 from connector.clients.sap import SapClient
@@ -60,7 +60,13 @@ def _run_steps(connection, steps, trigger, actor, dry_run, out, sap, bill):
         with trail.triggered_by(trigger, actor), scope:
             for step in steps:
                 out(f"{step}:")
-                summary[step] = STEP_FUNCTIONS[step](connection, sap, bill, dry_run=dry_run, out=out, run=run)
+                try:
+                    with budget.priority(step):
+                        summary[step] = STEP_FUNCTIONS[step](connection, sap, bill, dry_run=dry_run, out=out, run=run)
+                except budget.BudgetDeferred as exc:
+                    # housekeeping put off to keep this hour's BILL budget for payments and bills: not a failure
+                    summary[step] = {"deferred": 1}
+                    out(f"  {exc}")
                 out(f"{step}: " + ", ".join(f"{k} {v}" for k, v in summary[step].items()))
         failed = sum(s.get("failed", 0) + s.get("held", 0) + s.get("flagged", 0) + s.get("review", 0)
                      for s in summary.values() if isinstance(s, dict))
