@@ -220,7 +220,7 @@ class Comparison:
 
     # --- BILL payments ↔ SAP outgoing payments -----------------------------------------------------------
     def payments(self):
-        entry_of = {bill_id: self._entry_of_bill(b) for bill_id, b in self.snap.bills.items()}
+        entry_of = {bill_id: b["doc_entry"] for bill_id, b in self.snap.bills.items()}
         for payment_id, payment in sorted(self.snap.payments.items()):
             state = payment_state(payment)
             record = self.payment_ledger.get(payment_id)
@@ -293,12 +293,6 @@ class Comparison:
                                 "know no such payment",
                          action=f"Check SAP outgoing payment {sap.get('DocNum')}: it was not posted by ml-connector. "
                                 "If it pays a BILL payment, correct its reference; if not, remove the reference.")
-
-    def _entry_of_bill(self, bill_obj):
-        from connector.sync.coding import marker_in
-
-        found = marker_in(bill_obj.get("description"))
-        return found[1] if found else None
 
     def _card_of(self, ours):
         for entry in ours:

@@ -19,6 +19,8 @@ INVOICE_FIELDS = ["DocEntry", "DocNum", "CardCode", "CardName", "NumAtCard", "Do
                   "DocumentStatus", "Cancelled", "CancelStatus", "DocCurrency", "UpdateDate", "UpdateTime"]
 PAYMENT_FIELDS = ["DocEntry", "DocNum", "CardCode", "DocDate", "TransferSum", "TransferReference", "Cancelled",
                   "PaymentInvoices"]
+BILL_FIELDS = ["id", "archived", "vendorId", "amount", "dueAmount", "paidAmount", "dueDate", "paymentStatus",
+               "createdTime"]
 SAP_PAGE = 500  # Service Layer honours odata.maxpagesize; header-only rows are small
 SAP_BATCH = 20  # ids per `or` filter: keeps the URL short
 BILL_BATCH = 50  # ids per `id:in:` filter
@@ -102,26 +104,28 @@ class Reader:
 
     # --- BILL bills ------------------------------------------------------------------------------------
     def _bill_rows(self, path, filters):
-        """Every row of a BILL list, counting requests; a refused filter falls back to the unfiltered list."""
+        """Yield (row, filtered) for every row of a BILL list, page by page (never the whole list in memory).
+        A filter BILL refuses (its filterable fields are only partly documented) falls back to the unfiltered
+        list, which the caller then filters itself."""
         try:
-            return list(self.bill.iterate(path, filters=filters)), True
+            for row in self.bill.iterate(path, filters=filters):
+                yield row, True
+            return
         except BillError as exc:
-            # BILL's filterable fields are only partly documented: read unfiltered and filter here.
             if exc.status != 400 or not filters:
                 raise
-        return list(self.bill.iterate(path)), False
+        for row in self.bill.iterate(path):
+            yield row, False
 
     def read_bills(self, ledger_bill_ids=()):
-        rows, filtered = self._bill_rows("/v3/bills", [f'createdTime:gte:"{_window(self.since)}"'])
-        for bill_obj in rows:
+        for bill_obj, filtered in self._bill_rows("/v3/bills", [f'createdTime:gte:"{_window(self.since)}"']):
             if filtered or (bill_obj.get("createdTime") or "9999") >= _window(self.since)[:19]:
                 self._keep_bill(bill_obj)
         # Bills our ledger knows but the window did not bring (created before it): by id, in batches.
         missing = sorted({b for b in ledger_bill_ids if b} - set(self.snap.bills))
         for start in range(0, len(missing), BILL_BATCH):
             chunk = missing[start:start + BILL_BATCH]
-            found, _ = self._bill_rows("/v3/bills", [f'id:in:"{",".join(chunk)}"'])
-            for bill_obj in found:
+            for bill_obj, _ in self._bill_rows("/v3/bills", [f'id:in:"{",".join(chunk)}"']):
                 if bill_obj.get("id") in chunk:
                     self._keep_bill(bill_obj)
         self.out(f"  BILL: {len(self.snap.bills)} bills of ours")
@@ -130,17 +134,18 @@ class Reader:
         found = marker_in(bill_obj.get("description"))
         if found is None or found[0] != self.company or bill_obj.get("id") in self.snap.bills:
             return  # not made by us from this SAP company (hand-entered, or another company's)
-        self.snap.bills[bill_obj["id"]] = bill_obj
-        self.snap.bills_by_entry.setdefault(found[1], []).append(bill_obj)
+        kept = {k: bill_obj.get(k) for k in BILL_FIELDS}  # not the line items: memory stays small at 10,000s
+        kept["doc_entry"] = found[1]
+        self.snap.bills[kept["id"]] = kept
+        self.snap.bills_by_entry.setdefault(found[1], []).append(kept)
 
     # --- payments ----------------------------------------------------------------------------------------
     def read_bill_payments(self):
-        rows, filtered = self._bill_rows("/v3/payments", [f'createdTime:gte:"{_window(self.since)}"'])
-        for payment in rows:
+        for payment, filtered in self._bill_rows("/v3/payments", [f'createdTime:gte:"{_window(self.since)}"']):
             if not filtered and (payment.get("createdTime") or "9999") < _window(self.since)[:19]:
                 continue
             bill_ids = {p.get("billId") for p in payment.get("billPayments") or []} or {payment.get("billId")}
-            if bill_ids & set(self.snap.bills):
+            if any(b in self.snap.bills for b in bill_ids):
                 self.snap.payments[payment["id"]] = payment
             else:
                 self.snap.other_payment_ids.add(payment.get("id"))

@@ -227,3 +227,12 @@ def test_csv_escapes_formula_like_cells():
     assert row["sap_supplier"].startswith("'=") and row["sap_id"] == "'+1" and row["bill_id"] == "'@cmd"
     assert row["what_to_do"] == "'-2+3" and row["detail"] == "plain"
     assert row["sap_amount"] == "-5.00" and row["difference"] == "-6.00"  # numbers stay numbers
+
+
+@pytest.mark.django_db
+def test_a_refused_bill_filter_falls_back_to_the_whole_list(conn, bill_sim, billed):
+    """BILL's filterable fields are only partly documented: a refused filter must not stop the reconciliation."""
+    bill_sim.fail_next("GET", "/v3/bills", 400, "BDC_1129", "Invalid parameter value for parameter,value: filters")
+    bill_sim.fail_next("GET", "/v3/payments", 400, "BDC_1129", "Invalid parameter value for parameter,value: filters")
+    run = reconcile(conn)
+    assert run.status == "clean" and (run.bills, run.payments) == (6, 2)
