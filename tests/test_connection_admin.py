@@ -30,7 +30,9 @@ def test_test_connection_shows_each_side(operator_client, conn):
     assert "tested less than 30 seconds ago" in page  # rate-limited per connection
     from django.core.cache import cache
 
-    cache.clear()
+    from connector.connections import _test_keys
+
+    cache.delete_many(_test_keys(conn))  # (never cache.clear(): with Redis it would flush everyone's keys)
     page = changelist_action(operator_client, "test_connection", conn).content.decode()
     assert "wrong SAP user name or password" in page
 

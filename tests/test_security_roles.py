@@ -191,7 +191,7 @@ def test_connection_test_is_queued_one_at_a_time_and_rate_limited(world, calls):
     from connector import connections
 
     editor, conn = world["users"]["acme-editor"], world["conns"]["acme"]
-    cache.clear()
+    cache.delete_many(connections._test_keys(conn))
     client = login(editor)
     changelist = reverse("admin:connector_connection_changelist")
     page = client.post(changelist, {"action": "test_connection", "_selected_action": [conn.pk]}, follow=True)
