@@ -58,7 +58,15 @@ def chart(conn):
 def state(conn):
     """The status panel's data: last run, counts, open amounts per side, chart."""
     run = latest_run(conn)
-    running = ReconciliationRun.objects.filter(connection=conn, finished_at__isnull=True).exists()
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from .service import LEASE
+
+    # A run whose process died never finishes: after its lease it no longer counts as running.
+    running = ReconciliationRun.objects.filter(connection=conn, finished_at__isnull=True,
+                                               started_at__gte=timezone.now() - timedelta(seconds=LEASE)).exists()
     return {"conn": conn, "run": run, "running": running, "chart": chart(conn),
             "by_kind": (run.summary or {}).get("by_kind", {}) if run else {},
             "kind_labels": dict(Difference.Kind.choices),
