@@ -202,3 +202,25 @@ def test_an_alert_opened_before_anyone_was_listening_is_mailed_once_a_recipient_
     problems_changed(conn)
     problems_changed(conn)
     assert [m.bcc for m in mail.outbox] == [["late@demo.example"]]
+
+
+@pytest.mark.django_db
+def test_editors_choose_their_own_tenants_recipients_only(conn):
+    from django.contrib.auth.models import User
+    from django.test import Client
+    from django.urls import reverse
+
+    from connector.models import Membership
+
+    other, _ = apply_connection(connection_file("http://sap.test:50000", "http://bill.test", tenant="globex",
+                                                name="prod"))
+    editor = User.objects.create_user("alice", password="pw", is_staff=True)
+    Membership.objects.create(user=editor, tenant=conn.tenant, role="editor")
+    client = Client()
+    client.force_login(editor)
+    add = reverse("admin:alerts_alertrecipient_add")
+    form = {"email": "ap@demo.example", "immediate": "on", "active": "on"}
+    assert client.post(add, {**form, "tenant": other.tenant.pk}).status_code == 200  # not a choice: form error
+    assert not AlertRecipient.objects.exists()
+    assert client.post(add, {**form, "tenant": conn.tenant.pk}).status_code == 302
+    assert list(AlertRecipient.objects.values_list("tenant__slug", "email")) == [("demo", "ap@demo.example")]
