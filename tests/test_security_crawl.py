@@ -188,13 +188,23 @@ def test_tenant_staff_crawl_finds_no_secret_and_no_other_tenants_data(world, use
 def test_operator_crawl_finds_no_plaintext_secret(world):
     operator = login(world["users"]["operator"])
     conn = world["conns"]["acme"]
-    # An operator saves a connection (a new password) so the history page has an entry to show.
-    page = operator.get(reverse("admin:connector_connection_change", args=[conn.pk]))
-    assert page.status_code == 200
+    # An operator types a new password in the admin, so the history page (and the admin log) has a change to show.
+    url = reverse("admin:connector_connection_change", args=[conn.pk])
+    form = {field: getattr(conn, field) for field in (
+        "name", "sap_base_url", "sap_company_db", "sap_username", "bill_base_url", "bill_username",
+        "bill_organization_id", "schedule_minutes", "sap_ca_bundle", "sap_payment_account", "invoice_extra_filter",
+        "bill_events_base_url", "bill_webhook_subscription_id", "schedule_cron")}
+    form.update({"tenant": conn.tenant_id, "enabled": "on", "sap_verify_tls": "on", "sap_password": "sapPW-acme-NEW9",
+                 "bill_password": "", "bill_dev_key": "", "bill_webhook_security_key": "", "allow_private_network": "on",
+                 "sync_from": conn.sync_from.isoformat()})
+    answer = operator.post(url, form)
+    assert answer.status_code == 302, answer.content.decode()[:2000]
+    assert Connection.objects.get(pk=conn.pk).sap_password == "sapPW-acme-NEW9"
     pages = crawl(operator, extra_urls(world))
     pages.update(exports(operator))
     assert "GLOBEX-ONLY-SUPPLIER" in "".join(pages.values())  # operators see every tenant
-    assert leaks(pages, all_secrets()) == []
+    assert any("/history/" in url and "SAP password" in body for url, body in pages.items())
+    assert leaks(pages, [*all_secrets(), "sapPW-acme-NEW9"]) == []
 
 
 def test_connection_page_says_set_or_not_set_and_when_changed(world):
