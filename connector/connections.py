@@ -33,7 +33,7 @@ BILL_KEYS = {
     "webhook_security_key": False, "events_base_url": False,
 }
 TOP_KEYS = {"tenant": True, "name": True, "sap": True, "bill": True, "schedule": False, "sync_from": False,
-            "enabled": False, "allow_private_network": False}
+            "enabled": False, "allow_private_network": False, "coding": False}
 
 FIELD_MAP = {
     ("sap", "base_url"): "sap_base_url", ("sap", "company_db"): "sap_company_db",
@@ -72,7 +72,7 @@ def _string(value, where):
 DEFAULTS = {
     "sap_verify_tls": True, "sap_ca_bundle": "", "sap_payment_account": "", "invoice_extra_filter": "",
     "cancel_sap_payment_on_void": False, "bill_events_base_url": "", "enabled": True, "sap_currency_codes": {},
-    "schedule_minutes": 15, "schedule_cron": "", "allow_private_network": False,
+    "schedule_minutes": 15, "schedule_cron": "", "allow_private_network": False, "coding": {},
 }
 
 
@@ -123,6 +123,14 @@ def parse_connection_file(data):
             values["sync_from"] = date.fromisoformat(str(data["sync_from"]))
         except ValueError:
             raise BadInput("sync_from must be a date like 2026-01-01") from None
+    if "coding" in data:
+        from connector.sync.dimensions import CodingError, parse_coding
+
+        try:
+            coding = parse_coding(data["coding"])
+        except CodingError as exc:
+            raise BadInput(str(exc)) from None
+        values["coding"] = {} if coding == {"department": "first"} else coding
     for flag in ("enabled", "allow_private_network"):
         if flag in data:
             if not isinstance(data[flag], bool):

@@ -148,6 +148,12 @@ class Connection(models.Model):
         help_text='SAP (B1) currency code → ISO 4217 code, e.g. {"$": "USD", "Can": "CAD"}. Codes of three capital '
                   'letters are taken as ISO already; "$" is USD unless mapped otherwise.',
     )
+    coding = models.JSONField(
+        "coding to BILL classifications", default=dict, blank=True,
+        help_text='Which SAP source feeds which BILL classification, e.g. {"department": "dimension1", '
+                  '"location": "dimension2", "class": "project", "job": "branch"}. Empty: the first cost-center '
+                  'code of a line to the department (see README, "Coding to classes, locations and jobs").',
+    )
     sap_company = models.JSONField(
         "SAP company settings", default=dict, blank=True, editable=False,
         help_text="Read from SAP (AdminInfo, BusinessPlaces) with the reference data: local currency, branches.",

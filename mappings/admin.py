@@ -685,3 +685,6 @@ class VendorLinkAdmin(ReplayButtonMixin, TenantScopedAdmin):
             level = messages.ERROR if run.status == SyncRun.Status.FAILED else messages.SUCCESS
             self.message_user(request, f"{conn}: vendors {run.get_status_display()} ({summary or run.error[-300:]})", level)
 
+
+
+from . import admin_dimensions  # noqa: E402,F401  (locations, classes, jobs: same screens, registered there)

@@ -11,13 +11,28 @@ import io
 from django.db import transaction
 from import_export.formats import base_formats
 
-from .models import BillAccount, BillDepartment, SapAccount, SapCostCenter
+from .models import (
+    BillAccount,
+    BillClass,
+    BillDepartment,
+    BillJob,
+    BillLocation,
+    SapAccount,
+    SapClassMapping,
+    SapCostCenter,
+    SapJobMapping,
+    SapLocationMapping,
+)
 
 HEADER = ["kind", "sap_code", "bill_id"]
 EXPORT_HEADER = HEADER + ["sap_name", "bill_name"]
 KINDS = {
     "account": (SapAccount, BillAccount, "bill_account", "SAP G/L account", "BILL chart-of-accounts entry"),
     "department": (SapCostCenter, BillDepartment, "bill_department", "SAP cost center", "BILL department"),
+    # the SAP codes of whatever the connection's `coding` feeds to these (a dimension's cost centers, projects, branches)
+    "location": (SapLocationMapping, BillLocation, "bill_location", "SAP location source value", "BILL location"),
+    "class": (SapClassMapping, BillClass, "bill_class", "SAP class source value", "BILL accounting class"),
+    "job": (SapJobMapping, BillJob, "bill_job", "SAP job source value", "BILL job"),
 }
 
 
@@ -118,8 +133,18 @@ class RowChecker:
         """Return (sap_row, bill_row, kind) or raise ValueError with a message naming the row."""
         kind = row.get("kind", "").lower()
         if kind not in KINDS:
-            raise ValueError(f"row {number}: kind must be 'account' or 'department', not {row.get('kind')!r}")
+            raise ValueError(f"row {number}: kind must be one of {', '.join(KINDS)}, not {row.get('kind')!r}")
         _, _, _, sap_words, bill_words = KINDS[kind]
+        if kind in ("location", "class", "job"):
+            from connector.sync.dimensions import coding_of
+
+            source = coding_of(self.connection).get(kind)
+            if not source:
+                raise ValueError(f"row {number}: this connection does not code lines to a {bill_words} (set "
+                                 f"\"coding\": {{\"{kind}\": \"dimension2\"}} or project/branch in its connection file)")
+            from .models import source_words
+
+            sap_words = f"SAP {source_words(source)}"
         code, bill_id = row.get("sap_code", ""), row.get("bill_id", "")
         if not code:
             raise ValueError(f"row {number}: sap_code is empty")
@@ -152,7 +177,7 @@ def import_csv(connection, text):
             errors.append(str(exc))
     if errors:
         raise MappingImportError(errors)
-    counts = {"account": 0, "department": 0, "unchanged": 0}
+    counts = {**dict.fromkeys(KINDS, 0), "unchanged": 0}
     with transaction.atomic():
         for sap_row, bill_row, kind in planned:
             target = KINDS[kind][2]

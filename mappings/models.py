@@ -148,6 +148,104 @@ def mapping_status_for(target):
     return MappingStatus.OK if target.usable else MappingStatus.BROKEN
 
 
+class BillDimensionRow(BillReferenceRow):
+    """A BILL location, accounting class or job (v3 classifications/<type>): what a configured SAP dimension,
+    project or branch maps to (api-facts-addendum §4)."""
+
+    short_name = models.CharField(max_length=60, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name}{self.flag}"
+
+
+class BillLocation(BillDimensionRow):
+    class Meta(BillDimensionRow.Meta):
+        constraints = [models.UniqueConstraint(fields=["connection", "bill_id"], name="uniq_bill_location")]
+        verbose_name = "BILL location"
+
+
+class BillClass(BillDimensionRow):
+    class Meta(BillDimensionRow.Meta):
+        constraints = [models.UniqueConstraint(fields=["connection", "bill_id"], name="uniq_bill_class")]
+        verbose_name = "BILL accounting class"
+        verbose_name_plural = "BILL accounting classes"
+
+
+class BillJob(BillDimensionRow):
+    class Meta(BillDimensionRow.Meta):
+        constraints = [models.UniqueConstraint(fields=["connection", "bill_id"], name="uniq_bill_job")]
+        verbose_name = "BILL job"
+
+
+class SapDimensionValue(MappedSapRow):
+    """A value of the SAP source a connection codes to a BILL location / class / job: a cost center of one
+    dimension (1-5), an SAP project (`ProjectCode`) or an SAP branch (BPLID), per the connection's `coding`."""
+
+    code = models.CharField("SAP code", max_length=50)
+    source = models.CharField(max_length=20, help_text="dimension1..dimension5, project or branch")
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["source", "code"]
+
+    def __str__(self):
+        return f"{self.code} {self.name}".strip()
+
+    @property
+    def label(self):
+        return f"SAP {source_words(self.source)} {self.code}"
+
+
+def source_words(source):
+    if source.startswith("dimension"):
+        return f"cost center (dimension {source[-1]})"
+    return {"project": "project", "branch": "branch"}.get(source, source)
+
+
+class SapLocationMapping(SapDimensionValue):
+    bill_location = models.ForeignKey(BillLocation, null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="sap_rows", verbose_name="BILL location")
+    target_field = "bill_location"
+
+    class Meta(SapDimensionValue.Meta):
+        constraints = [models.UniqueConstraint(fields=["connection", "code"], name="uniq_sap_location_mapping")]
+        verbose_name = "SAP → BILL location mapping"
+
+
+class SapClassMapping(SapDimensionValue):
+    bill_class = models.ForeignKey(BillClass, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="sap_rows", verbose_name="BILL accounting class")
+    target_field = "bill_class"
+
+    class Meta(SapDimensionValue.Meta):
+        constraints = [models.UniqueConstraint(fields=["connection", "code"], name="uniq_sap_class_mapping")]
+        verbose_name = "SAP → BILL accounting class mapping"
+
+
+class SapJobMapping(SapDimensionValue):
+    bill_job = models.ForeignKey(BillJob, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="sap_rows", verbose_name="BILL job")
+    target_field = "bill_job"
+
+    class Meta(SapDimensionValue.Meta):
+        constraints = [models.UniqueConstraint(fields=["connection", "code"], name="uniq_sap_job_mapping")]
+        verbose_name = "SAP → BILL job mapping"
+
+
+# kind (CSV, connection `coding` key) -> (SAP mapping model, BILL model, BILL line classification key)
+DIMENSION_KINDS = {
+    "location": (SapLocationMapping, BillLocation, "locationId"),
+    "class": (SapClassMapping, BillClass, "accountingClassId"),
+    "job": (SapJobMapping, BillJob, "jobId"),
+}
+BILL_CLASSIFICATION_PATHS = {"location": "locations", "class": "accounting-classes", "job": "jobs"}
+
+
 class SapTaxCode(ReferenceRow):
     """A SAP tax code (VatGroups): the account SAP posts its tax to, which the bill's tax line is coded through."""
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from connector.clients.errors import SapError
 
 from .models import (
+    DIMENSION_KINDS,
     BillAccount,
     BillDepartment,
     ReferenceRefresh,
@@ -22,8 +23,19 @@ from .models import (
 )
 
 
+def _coding_for(client):
+    """The `coding` setting of the connection a client belongs to ({} when unknown)."""
+    from connector.models import Connection
+    from connector.sync.dimensions import coding_of
+
+    connection_id = getattr(getattr(client, "transport", None), "connection_id", None)
+    connection = Connection.objects.filter(pk=connection_id).first() if connection_id else None
+    return coding_of(connection) if connection else {}
+
+
 def fetch_sap_reference(sap):
-    """Read accounts, cost centres, distribution rules, tax codes and freight types from SAP."""
+    """Read accounts, cost centres, distribution rules, tax codes and freight types from SAP (and the SAP projects
+    when the connection codes the project to a BILL classification)."""
     accounts = {}
     for row in sap.iterate(
         "ChartOfAccounts", select=["Code", "FormatCode", "Name", "ActiveAccount", "AccountType", "FrozenFor"],
@@ -71,8 +83,14 @@ def fetch_sap_reference(sap):
     except SapError as exc:
         if exc.status not in (400, 404):
             raise
-    return {"accounts": accounts, "centers": centers, "taxes": taxes, "expenses": expenses,
+    data = {"accounts": accounts, "centers": centers, "taxes": taxes, "expenses": expenses,
             "company": fetch_sap_company(sap)}
+    if "project" in _coding_for(sap).values():
+        data["projects"] = {
+            row["Code"]: {"name": row.get("Name") or "", "active": row.get("Active", "tYES") != "tNO"}
+            for row in sap.iterate("Projects", select=["Code", "Name", "Active"], orderby="Code")
+        }
+    return data
 
 
 def fetch_sap_company(sap):
@@ -109,7 +127,37 @@ def fetch_bill_reference(bill):
                     "archived": bool(row.get("archived"))}
         for row in bill.iterate("/v3/classifications/departments")
     }
-    return {"accounts": accounts, "departments": departments}
+    data = {"accounts": accounts, "departments": departments}
+    from .models import BILL_CLASSIFICATION_PATHS
+
+    for kind in DIMENSION_KINDS:
+        if kind in _coding_for(bill):  # only what the connection codes to: the others may be switched off in BILL
+            data[kind] = {
+                row["id"]: {"name": row.get("name") or "", "short_name": row.get("shortName") or "",
+                            "archived": bool(row.get("archived"))}
+                for row in bill.iterate(f"/v3/classifications/{BILL_CLASSIFICATION_PATHS[kind]}")
+            }
+    return data
+
+
+def dimension_values(coding, sap_data):
+    """{kind: {code: {name, source, active}}}: the SAP values each configured source gives."""
+    out = {}
+    for kind in DIMENSION_KINDS:
+        source = coding.get(kind)
+        if not source:
+            continue
+        if source.startswith("dimension"):
+            number = int(source[-1])
+            rows = {code: {"name": c["name"], "active": c["active"]}
+                    for code, c in sap_data.get("centers", {}).items() if c["dimension"] == number}
+        elif source == "project":
+            rows = dict(sap_data.get("projects") or {})
+        else:  # branch
+            rows = {code: {"name": name, "active": True}
+                    for code, name in ((sap_data.get("company") or {}).get("branches") or {}).items()}
+        out[kind] = {code: {**values, "source": source} for code, values in rows.items()}
+    return out
 
 
 def _upsert(model, connection, key_field, rows, now):
@@ -141,7 +189,7 @@ def _upsert(model, connection, key_field, rows, now):
 
 def refresh_mapping_statuses(connection):
     """Recompute each mapping's status (unmapped / ok / broken) after either side changed."""
-    for model in (SapAccount, SapCostCenter):
+    for model in (SapAccount, SapCostCenter, *(spec[0] for spec in DIMENSION_KINDS.values())):
         changed = []
         for row in model.objects.filter(connection=connection).select_related(model.target_field):
             before = row.mapping_status
@@ -161,6 +209,13 @@ def store_reference(connection, sap_data, bill_data):
             "bill_accounts": _upsert(BillAccount, connection, "bill_id", bill_data["accounts"], now),
             "bill_departments": _upsert(BillDepartment, connection, "bill_id", bill_data["departments"], now),
         }
+        from connector.sync.dimensions import coding_of
+
+        for kind, rows in dimension_values(coding_of(connection), sap_data).items():
+            sap_model, bill_model, _ = DIMENSION_KINDS[kind]
+            counts[f"sap_{kind}_values"] = _upsert(sap_model, connection, "code", rows, now)
+            if kind in bill_data:
+                counts[f"bill_{kind}s"] = _upsert(bill_model, connection, "bill_id", bill_data[kind], now)
         refresh_mapping_statuses(connection)
         if "company" in sap_data:
             # only this column: the connection row is edited elsewhere too (admin, connection apply)

@@ -57,6 +57,18 @@ def _factories():
             connection=conn, card_code=f"V{n}", card_name="Globex", status="review",
             candidates=[{"id": "009A", "name": "Globex"}]),
     }
+    for bill_name, sap_name, target in (("BillLocation", "SapLocationMapping", "bill_location"),
+                                        ("BillClass", "SapClassMapping", "bill_class"),
+                                        ("BillJob", "SapJobMapping", "bill_job")):
+        bill_model, sap_model = getattr(m, bill_name), getattr(m, sap_name)
+
+        def bill_row(conn, n, bill_model=bill_model):
+            return bill_model.objects.create(connection=conn, bill_id=f"X{bill_model.__name__}{conn.pk}{n}", name=f"D {n}")
+
+        made[bill_name] = bill_row
+        made[sap_name] = (lambda conn, n, sap_model=sap_model, target=target, bill_row=bill_row:
+                          sap_model.objects.create(connection=conn, code=f"R{n}", name="Region", source="dimension2",
+                                                   **{target: bill_row(conn, n + 50)}))
     try:
         from audit.models import ReplayJob
 

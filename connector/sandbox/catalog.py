@@ -173,3 +173,25 @@ BILL_VENDORS = [
 # Which SAP expense accounts and cost centres demo invoices use (cycled deterministically).
 INVOICE_LINE_ACCOUNTS = ["6100", "6200", "6300", "6400", "6500", "6600", "6700"]
 INVOICE_COST_CENTERS = ["ADMIN", "SALES", "OPS", "WH"]
+
+# BILL locations, accounting classes and jobs (v3 classifications; addendum §4): (id, name, shortName, archived).
+# SAP's dimension-2 regions map to locations in the demo; "North" is archived (a mapping to it is flagged).
+BILL_LOCATIONS = [
+    ("loc01SBX00000000EAST", "East Coast", "EAST", False),
+    ("loc01SBX00000000WEST", "West Coast", "WEST", False),
+    ("loc01SBX0000000NORTH", "North", "NORTH", True),
+]
+BILL_CLASSES = [
+    ("cls01SBX00000000CAPX", "Capital projects", "CAPEX", False),
+    ("cls01SBX00000000OPEX", "Operating", "OPEX", False),
+]
+BILL_JOBS = [
+    ("job01SBX0000000J1001", "Warehouse fit-out", "J1001", False),
+    ("job01SBX0000000J1002", "Office move", "J1002", False),
+]
+# SAP projects (Projects): (Code, Name, Active)
+SAP_PROJECTS = [
+    ("P-FIT", "Warehouse fit-out", "tYES"),
+    ("P-MOVE", "Office move", "tYES"),
+    ("P-NEW", "New project (not in BILL)", "tYES"),
+]

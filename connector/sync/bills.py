@@ -61,9 +61,10 @@ INVOICE_SELECT = [
     "DocTotal", "VatSum", "DocCurrency", "PaidToDate", "DocumentStatus", "Cancelled", "CancelStatus", "Comments",
     "DiscountPercent", "TotalDiscount", "RoundingDiffAmount", "UpdateDate", "UpdateTime", "CreationDate",
     "DocumentLines", "DocumentAdditionalExpenses", "DocTotalFc", "BPL_IDAssignedToInvoice", "BPLName",
+    "Project", "AttachmentEntry",
 ]
 LINE_FIELDS = ["LineNum", "ItemDescription", "AccountCode", "LineTotal", "TaxCode", "VatGroup", "TaxTotal",
-               "CostingCode", "CostingCode2", "CostingCode3", "CostingCode4", "CostingCode5"]
+               "CostingCode", "CostingCode2", "CostingCode3", "CostingCode4", "CostingCode5", "ProjectCode"]
 EDITABLE_PAYMENT_STATUSES = {"UNPAID", "UNDEFINED", ""}
 # What the read phase writes on a known invoice.
 READ_FIELDS = ["doc_num", "card_code", "card_name", "invoice_number", "doc_date", "due_date", "currency", "doc_total",

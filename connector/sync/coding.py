@@ -67,14 +67,28 @@ class MappingBook:
     company: str = ""  # the SAP company database: part of each bill's marker
     local_currency: str = ""  # B1 code of the SAP company's local currency (AdminInfo); '' when never read
     currency_codes: dict = field(default_factory=dict)  # the connection's B1 code -> ISO code map
+    coding: dict = field(default_factory=lambda: {"department": "first"})  # classification -> SAP source (dimensions.py)
+    dimensions: dict = field(default_factory=dict)  # location/class/job -> {SAP code -> (bill_id | None, label, status)}
 
     @classmethod
     def load(cls, connection):
-        from mappings.models import SapAccount, SapCostCenter, SapExpenseType, SapTaxCode, VendorLink
+        from mappings.models import DIMENSION_KINDS, SapAccount, SapCostCenter, SapExpenseType, SapTaxCode, VendorLink
+
+        from .dimensions import coding_of
 
         book = cls(company=connection.sap_company_db,
                    local_currency=(connection.sap_company or {}).get("local_currency") or "",
-                   currency_codes=connection.sap_currency_codes or {})
+                   currency_codes=connection.sap_currency_codes or {}, coding=coding_of(connection))
+        for kind, (model, _bill_model, _key) in DIMENSION_KINDS.items():
+            if kind not in book.coding:
+                continue
+            table = book.dimensions[kind] = {}
+            for row in model.objects.filter(connection=connection).select_related(model.target_field):
+                target = getattr(row, model.target_field)
+                table[row.code] = (
+                    target.bill_id if target and target.usable else None, f"{row.label[4:]} {row.name}".strip(),
+                    "archived" if target and target.archived else "missing" if target and target.missing else "",
+                )
         for row in SapAccount.objects.filter(connection=connection).select_related("bill_account"):
             target = row.bill_account
             book.accounts[row.code] = (
@@ -104,6 +118,25 @@ class MappingBook:
     def department(self, code, problems):
         return self._lookup(self.departments, "SAP cost center", "BILL department", "BILL department mapping", code, "",
                             problems)
+
+    def dimension(self, kind, code, why, problems):
+        """The BILL location / class / job id a configured SAP source value maps to (None with a problem)."""
+        from .dimensions import COSTING_FIELD_OF
+
+        source = self.coding[kind]
+        words = {"location": "BILL location", "class": "BILL accounting class", "job": "BILL job"}[kind]
+        sap_words = (f"SAP cost center (dimension {source[-1]})" if source in COSTING_FIELD_OF
+                     else f"SAP {source}")
+        entry = self.dimensions.get(kind, {}).get(code)
+        if entry is None:
+            problems.append(f"{sap_words} {code}{why} is unknown: refresh reference data, then map it to a {words}")
+            return None
+        bill_id, label, broken = entry
+        if bill_id is None:
+            state = f"is mapped to a {words} that is {broken}: map it again" if broken else \
+                f"has no {words} mapping: map it (kind {kind} in the mapping CSV)"
+            problems.append(f"SAP {label}{why} {state}")
+        return bill_id
 
     @staticmethod
     def _lookup(table, sap_words, bill_words, mapping_words, code, why, problems):
@@ -174,6 +207,57 @@ def code_invoice(doc, book):
             problems.append(f"SAP currency code {currency!r} is not an ISO code: map it in the connection's "
                             f"sap_currency_codes (e.g. {{\"{currency}\": \"USD\"}})")
 
+    lines = coded_lines(doc, book, problems)
+    if lines and not problems:
+        total = money(doc.get("DocTotal"))
+        if total <= 0:
+            # BILL refuses such a bill, and in a bulk request it would sink the other 99 with it.
+            problems.append(f"SAP total is {total}: BILL takes only bills above zero; settle this invoice in SAP")
+    if problems:
+        return None, list(dict.fromkeys(problems))
+    body = {
+        "vendorId": vendor_id,
+        "invoice": {"invoiceNumber": invoice_number(doc), "invoiceDate": sap_date(doc.get("TaxDate") or doc.get("DocDate"))},
+        "dueDate": sap_date(doc.get("DocDueDate") or doc.get("DocDate")),
+        "description": description(doc, book.company),
+        "billLineItems": [
+            {**ln, "amount": float(ln["amount"])} for ln in lines
+        ],
+    }
+    return body, []
+
+
+def line_classifications(line, doc, book, number, problems):
+    """{departmentId?, locationId?, accountingClassId?, jobId?} of one SAP line, per the connection's `coding`.
+    A configured source the line has no value for sends nothing; a value without a mapping is a problem."""
+    from .dimensions import line_value
+
+    out = {}
+    source = book.coding.get("department", "first")
+    if source == "first":
+        code = next((line.get(f) for f in COSTING_FIELDS if line.get(f)), None)
+    elif source == "none":
+        code = None
+    else:
+        code = line_value(source, line, doc) or None
+    if code:
+        department = book.department(code, problems)
+        if department:
+            out["departmentId"] = department
+    for kind, key in (("location", "locationId"), ("class", "accountingClassId"), ("job", "jobId")):
+        if kind not in book.coding:
+            continue
+        code = line_value(book.coding[kind], line, doc)
+        if code:
+            bill_id = book.dimension(kind, code, f" (line {number})", problems)
+            if bill_id:
+                out[key] = bill_id
+    return out
+
+
+def coded_lines(doc, book, problems, what="invoice"):
+    """The BILL lines of an SAP purchase document (invoice or credit memo), amounts as Decimal, adding up to SAP's
+    DocTotal (rounding on the largest line); what cannot be coded is appended to `problems`."""
     discount = Decimal(str(doc.get("DiscountPercent") or 0))
     lines = []
     tax_by_code = {}
@@ -184,12 +268,9 @@ def code_invoice(doc, book):
             account = book.account(line["AccountCode"], f" (line {number})", problems)
         else:
             account = None
-            problems.append(f"SAP line {number} has no G/L account (AccountCode): check the invoice in SAP")
-        department = None
-        code = next((line.get(f) for f in COSTING_FIELDS if line.get(f)), None)
-        if code:
-            department = book.department(code, problems)
-        lines.append(_line(amount, line.get("ItemDescription") or f"SAP line {number}", account, department))
+            problems.append(f"SAP line {number} has no G/L account (AccountCode): check the {what} in SAP")
+        extra = line_classifications(line, doc, book, number, problems)
+        lines.append(_line(amount, line.get("ItemDescription") or f"SAP line {number}", account, None, extra))
         tax_code = line.get("TaxCode") or line.get("VatGroup")
         if tax_code and money(line.get("TaxTotal")):
             tax_by_code[tax_code] = tax_by_code.get(tax_code, Decimal(0)) + money(line.get("TaxTotal"))
@@ -216,39 +297,26 @@ def code_invoice(doc, book):
         lines.append(_line(amount, f"Tax {tax_code}", account, None))
 
     if not lines:
-        problems.append("the invoice has no lines to code")
+        problems.append(f"the {what} has no lines to code")
     total = money(doc.get("DocTotal"))
-    if lines and total <= 0:
-        # BILL refuses such a bill, and in a bulk request it would sink the other 99 with it.
-        problems.append(f"SAP total is {total}: BILL takes only bills above zero; settle this invoice in SAP")
-    if lines and not problems:
+    if lines and not problems and total > 0:
         difference = total - sum((ln["amount"] for ln in lines), Decimal(0))
         if abs(difference) > ROUNDING_TOLERANCE:
             problems.append(f"coded lines add up to {total - difference} but SAP's total is {total}: "
-                            "the difference is not rounding; check the invoice in SAP")
+                            f"the difference is not rounding; check the {what} in SAP")
         elif difference:
             largest = max(lines, key=lambda ln: abs(ln["amount"]))
             largest["amount"] += difference  # SAP's own rounding (RoundingDiffAmount) lands on the largest line
-    if problems:
-        return None, list(dict.fromkeys(problems))
-    body = {
-        "vendorId": vendor_id,
-        "invoice": {"invoiceNumber": invoice_number(doc), "invoiceDate": sap_date(doc.get("TaxDate") or doc.get("DocDate"))},
-        "dueDate": sap_date(doc.get("DocDueDate") or doc.get("DocDate")),
-        "description": description(doc, book.company),
-        "billLineItems": [
-            {**ln, "amount": float(ln["amount"])} for ln in lines
-        ],
-    }
-    return body, []
+    return lines
 
 
-def _line(amount, text, account, department):
+def _line(amount, text, account, department, extra=None):
     classifications = {}
     if account:
         classifications["chartOfAccountId"] = account
     if department:
         classifications["departmentId"] = department
+    classifications.update(extra or {})
     line = {"amount": amount, "description": str(text)[:4000]}
     if classifications:
         line["classifications"] = classifications

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from .common import _bad, _compact, _deep_merge, _dict_field, _not_found, _str_field
 
+CHECKED_KINDS = {"departmentId": "departments", "accountingClassId": "accounting-classes",
+                 "locationId": "locations", "jobId": "jobs"}
+
 
 class ClassificationsMixin:
     """Chart of accounts, departments and other classifications."""
@@ -13,7 +16,7 @@ class ClassificationsMixin:
     def _h_class_create(self, ctx, kind):
         data = ctx.json()
         item = self._class_normalize(ctx.org, kind, data, {})
-        prefix = "0ca" if kind == "chart-of-accounts" else "0de"
+        prefix = {"chart-of-accounts": "0ca", "accounting-classes": "cls", "locations": "loc", "jobs": "job"}.get(kind, "0de")
         item = {"id": self._new_id(prefix), **item, "createdTime": ctx.now, "updatedTime": ctx.now}
         ctx.org.collection(kind)[item["id"]] = item
         return 201, item
@@ -58,8 +61,8 @@ class ClassificationsMixin:
                 continue
             if key == "chartOfAccountId":
                 self._check_classification(org, "chart-of-accounts", value, f"{path}classifications.{key}")
-            elif key == "departmentId":
-                self._check_classification(org, "departments", value, f"{path}classifications.{key}")
-            # other dimensions (class, location, job, ...) are not simulated and pass through unchecked
+            elif key in CHECKED_KINDS:
+                self._check_classification(org, CHECKED_KINDS[key], value, f"{path}classifications.{key}")
+            # other dimensions (item, employee, customer) are not simulated and pass through unchecked
             out[key] = value
         return out

@@ -41,6 +41,11 @@ class HelpersMixin:
         for dep_id, name, short, archived in catalog.BILL_DEPARTMENTS:
             org.departments[dep_id] = {"id": dep_id, "name": name, "shortName": short, "description": "",
                                        "archived": archived, "createdTime": now, "updatedTime": now}
+        for rows, table in ((catalog.BILL_LOCATIONS, org.locations), (catalog.BILL_CLASSES, org.classes),
+                            (catalog.BILL_JOBS, org.jobs)):
+            for row_id, name, short, archived in rows:
+                table[row_id] = {"id": row_id, "name": name, "shortName": short, "description": "",
+                                 "archived": archived, "createdTime": now, "updatedTime": now}
         for v in catalog.BILL_VENDORS:
             line1, city, state, zip_code, country = v["address"]
             data = {"name": v["name"], "email": v.get("email"), "accountType": "BUSINESS",

@@ -31,6 +31,11 @@ class _Org:
         self.payments: dict[str, dict] = {}
         self.accounts: dict[str, dict] = {}
         self.departments: dict[str, dict] = {}
+        self.classes: dict[str, dict] = {}  # accounting classes, locations, jobs (addendum §4)
+        self.locations: dict[str, dict] = {}
+        self.jobs: dict[str, dict] = {}
+        self.vendor_credits: dict[str, dict] = {}
+        self.documents: dict[str, dict] = {}  # bill documents (00h…) and uploads in progress (0du…)
         self.subscriptions: dict[str, dict] = {}
         self.sub_keys: dict[str, str] = {}  # securityKey per subscription (never shown after creation)
         self.events: list[dict] = []  # sent notifications, for GET /v3/events/subscription/{id}
@@ -41,7 +46,8 @@ class _Org:
         return {
             "vendors": self.vendors, "bills": self.bills, "payments": self.payments,
             "chart-of-accounts": self.accounts, "accounts": self.accounts, "departments": self.departments,
-            "subscriptions": self.subscriptions,
+            "subscriptions": self.subscriptions, "accounting-classes": self.classes, "locations": self.locations,
+            "jobs": self.jobs, "vendor-credits": self.vendor_credits,
         }[kind]
 
 

@@ -27,6 +27,9 @@ class MasterDataMixin:
                               "AccountType": account_type, "AcctCurrency": "##", "FrozenFor": "tNO",
                               "ValidFor": "tYES", "CashAccount": "tYES" if code == catalog.SAP_PAYMENT_ACCOUNT
                               else "tNO", "LockManualTransaction": "tNO"}
+        for code, name, active in catalog.SAP_PROJECTS:
+            self._tables["Projects"][code] = {"Code": code, "Name": name, "Active": active, "ValidFrom": None,
+                                              "ValidTo": None}
         for code, name, active in catalog.SAP_DIMENSIONS:
             self._tables["Dimensions"][code] = {"DimensionCode": code, "DimensionName": name, "IsActive": active,
                                                 "DimensionDescription": name}

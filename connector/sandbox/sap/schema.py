@@ -81,7 +81,7 @@ INVOICE_TYPE = _Enum({"it_PurchaseInvoice": "18", "it_PurchaseCreditNote": "19",
                       "it_Invoice": "13", "it_CredItnote": "14", "it_JournalEntry": "30"})
 ADDRESS_TYPE = _Enum({"bo_BillTo": "B", "bo_ShipTo": "S"})
 VAT_CATEGORY = _Enum({"bovcInputTax": "I", "bovcOutputTax": "O"})
-DOC_OBJECT = _Enum({"oPurchaseInvoices": "18"})
+DOC_OBJECT = _Enum({"oPurchaseInvoices": "18", "oPurchaseCreditNotes": "19"})
 
 
 class _Type:
@@ -151,8 +151,14 @@ DOCUMENT = _Type("Document", {
     "UpdateDate": DATE, "UpdateTime": TIME, "DocTime": TIME, "Series": INT, "DiscountPercent": NUM,
     "TotalDiscount": NUM, "TotalDiscountFC": NUM, "RoundingDiffAmount": NUM, "RoundingDiffAmountFC": NUM,
     "Rounding": YES_NO, "DocObjectCode": DOC_OBJECT, "Confirmed": YES_NO, "Project": STR, "Reference1": STR,
-    "Reference2": STR, "BPL_IDAssignedToInvoice": INT, "BPLName": STR,
+    "Reference2": STR, "BPL_IDAssignedToInvoice": INT, "BPLName": STR, "AttachmentEntry": INT,
 }, {"DocumentAdditionalExpenses": DOCUMENT_EXPENSE, "DocumentLines": DOCUMENT_LINE})
+PROJECT = _Type("Project", {"Code": STR, "Name": STR, "Active": YES_NO, "ValidFrom": DATE, "ValidTo": DATE})
+ATTACHMENT_LINE = _Type("Attachments2_Line", {
+    "AbsoluteEntry": INT, "LineNum": INT, "SourcePath": STR, "FileName": STR, "FileExtension": STR,
+    "AttachmentDate": DATE, "UserID": STR, "Override": YES_NO, "FreeText": STR,
+})
+ATTACHMENT = _Type("Attachments2", {"AbsoluteEntry": INT}, {"Attachments2_Lines": ATTACHMENT_LINE})
 PAYMENT_INVOICE = _Type("PaymentInvoice", {
     "LineNum": INT, "DocEntry": INT, "SumApplied": NUM, "AppliedFC": NUM, "AppliedSys": NUM, "DocRate": NUM,
     "InvoiceType": INVOICE_TYPE, "InstallmentId": INT, "DiscountPercent": NUM, "DistributionRule": STR,
@@ -197,6 +203,9 @@ ENTITY_SETS = {es.name: es for es in (
     _EntitySet("VendorPayments", PAYMENT, "DocEntry", actions=("Cancel", "CancelbyCurrentSystemDate"),
                writable=True),
     _EntitySet("BusinessPlaces", BUSINESS_PLACE, "BPLID"),
+    _EntitySet("Projects", PROJECT, "Code"),
+    _EntitySet("PurchaseCreditNotes", DOCUMENT, "DocEntry", actions=("Cancel", "Close", "Reopen")),
+    _EntitySet("Attachments2", ATTACHMENT, "AbsoluteEntry"),
 )}
 
 # Header/line properties a client may send when creating or editing; other known properties are computed by
