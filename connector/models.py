@@ -550,3 +550,96 @@ class BudgetUse(models.Model):
 
     def __str__(self):
         return f"{self.key} {self.kind} {self.hour:%Y-%m-%d %H}:00 {self.count}"
+
+
+class CreditMemoRecord(models.Model):
+    """Our ledger of one SAP A/P credit memo (PurchaseCreditNotes) and the BILL vendor credit made from it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        HELD = "held", "held: needs a mapping or fix"
+        CREATING = "creating", "creating in BILL"
+        SYNCED = "synced", "synced"
+        FAILED = "failed", "failed"
+        FLAGGED = "flagged", "needs a person"
+        ARCHIVED = "archived", "cancelled in SAP, archived in BILL"
+        SKIPPED = "skipped", "skipped"
+
+    class Step(models.TextChoices):
+        NONE = "", "nothing"
+        CREATE = "create", "create vendor credit"
+        APPLY = "apply", "apply the credit to its invoice's bill"
+        ARCHIVE = "archive", "archive vendor credit"
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="credit_memos")
+    doc_entry = models.PositiveIntegerField("SAP DocEntry")
+    doc_num = models.CharField("SAP DocNum", max_length=30, blank=True)
+    card_code = models.CharField("SAP supplier", max_length=50)
+    card_name = models.CharField(max_length=200, blank=True)
+    reference_number = models.CharField(max_length=100, blank=True)
+    credit_date = models.DateField(null=True, blank=True)
+    doc_total = models.DecimalField(max_digits=18, decimal_places=2, default=0)
+    base_entry = models.PositiveIntegerField("based on SAP invoice (DocEntry)", null=True, blank=True)
+    sap_updated = models.CharField("SAP update stamp", max_length=30, blank=True)
+    sap_state = models.CharField(max_length=20, blank=True, help_text="open / closed / cancelled in SAP")
+    document = models.JSONField(default=dict, blank=True, help_text="The SAP credit memo as last read.")
+    coded = models.JSONField(null=True, blank=True, help_text="The BILL vendor credit as last sent (or planned).")
+    credit_id = models.CharField("BILL vendor credit id", max_length=40, blank=True, db_index=True)
+    applied_bill_id = models.CharField("applied to BILL bill", max_length=40, blank=True)
+    applied_amount = models.DecimalField(max_digits=18, decimal_places=2, default=0)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    next_step = models.CharField(max_length=20, choices=Step.choices, default=Step.CREATE, blank=True)
+    last_error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    create_attempted_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=64, blank=True, default="",
+                                  help_text="Lease token of the run creating the vendor credit (status creating).")
+    synced_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [models.UniqueConstraint(fields=["connection", "doc_entry"], name="uniq_credit_memo_record")]
+        verbose_name = "credit memo"
+
+    def __str__(self):
+        return f"A/P credit memo {self.doc_num or self.doc_entry} ({self.card_code})"
+
+
+class AttachmentRecord(models.Model):
+    """One file of an SAP invoice's attachment entry (Attachments2 line) and the BILL bill document made from it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        UPLOADING = "uploading", "uploading to BILL"
+        PROCESSING = "processing", "BILL is processing the upload"
+        UPLOADED = "uploaded", "uploaded"
+        FAILED = "failed", "failed: retried"
+        REFUSED = "refused", "not uploaded: needs a person"
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="attachments")
+    invoice = models.ForeignKey(InvoiceRecord, on_delete=models.CASCADE, related_name="attachments")
+    attachment_entry = models.PositiveIntegerField("SAP AttachmentEntry")
+    line_num = models.PositiveIntegerField(default=0)
+    file_name = models.CharField(max_length=260, help_text="FileName.FileExtension as SAP lists it.")
+    size = models.BigIntegerField(null=True, blank=True)
+    bill_id = models.CharField("BILL bill id", max_length=40, blank=True)
+    upload_id = models.CharField("BILL upload id (0du…)", max_length=40, blank=True)
+    document_id = models.CharField("BILL document id (00h…)", max_length=40, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    last_error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    upload_attempted_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["invoice", "attachment_entry", "line_num"]
+        constraints = [models.UniqueConstraint(fields=["invoice", "attachment_entry", "line_num"],
+                                               name="uniq_attachment_record")]
+        verbose_name = "invoice attachment"
+
+    def __str__(self):
+        return f"{self.file_name} of {self.invoice}"
