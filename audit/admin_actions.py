@@ -9,6 +9,8 @@ from django.contrib import admin, messages
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
+from connector.tenancy import plain_error
+
 from .replay import TYPE_WORDS, enqueue_replays
 
 
@@ -33,8 +35,8 @@ def replay_selected(modeladmin, request, queryset):
             text = format_html("Replay of {} {} record(s) of {} queued as {}: its page shows the progress.",
                                job.total, words, job.connection, job_link(job))
         else:
-            text = format_html("{} of {} {} record(s) of {}: {}.", job_link(job), job.total, words,
-                               job.connection, job.message.splitlines()[0] if job.message else job.get_status_display())
+            text = format_html("{} of {} {} record(s) of {}: {}.", job_link(job), job.total, words, job.connection,
+                               plain_error(job.message).splitlines()[0] if job.message else job.get_status_display())
         level = messages.WARNING if job.status == job.Status.FAILED or job.failed else messages.SUCCESS
         modeladmin.message_user(request, text, level)
 

@@ -25,7 +25,7 @@ from audit.trail import timeline
 from .connections import TestRefused, request_connection_test, webhook_url
 from .models import Connection, InvoiceRecord, Membership, PaymentRecord, SyncRun, Tenant, WebhookEvent
 from .status import connection_overview
-from .tenancy import TenantScopedAdmin, is_editor, is_operator
+from .tenancy import TenantScopedAdmin, is_editor, is_operator, plain_error
 
 SECRET_FIELDS = Connection.SECRET_FIELDS
 
@@ -414,12 +414,3 @@ class SyncRunAdmin(TenantScopedAdmin):
     @admin.display(description="error")
     def error_words(self, obj):
         return plain_error(obj.error)
-
-
-def plain_error(text):
-    """The words of an error, without a traceback's file paths and code lines (its last line says what happened)."""
-    text = (text or "").strip()
-    if not text.startswith("Traceback") and 'File "' not in text:
-        return text
-    lines = [line for line in text.splitlines() if line.strip() and not line.startswith((" ", "\t", "Traceback"))]
-    return lines[-1] if lines else "an internal error (the host operator has the details)"

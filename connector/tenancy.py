@@ -39,6 +39,16 @@ def is_editor(request):
     return bool(found and found.role == Membership.Role.EDITOR)
 
 
+def plain_error(text):
+    """The words of an error for tenant staff: a traceback's file paths and code lines left out (its last line
+    says what happened); host operators see the whole text."""
+    text = (text or "").strip()
+    if not text.startswith("Traceback") and 'File "' not in text:
+        return text
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith((" ", "\t", "Traceback"))]
+    return lines[-1] if lines else "an internal error (the host operator has the details)"
+
+
 def tenant_q(model, tenant):
     """A filter selecting `model` rows that belong to `tenant`, or None if the model is not tenant-owned."""
     if model is Tenant:

@@ -245,3 +245,9 @@ def test_tenant_staff_see_plain_words_not_tracebacks(world):
     assert "Traceback" not in page and "/srv/app" not in page and "DocEntry" in page
     page = login(world["users"]["operator"]).get(reverse("admin:connector_syncrun_change", args=[run.pk])).content.decode()
     assert "Traceback" in page  # the host operator may debug
+    from audit.models import ReplayJob
+
+    job = ReplayJob.objects.create(connection=conn, record_type="invoicerecord", status="failed", message=run.error)
+    page = login(world["users"]["acme-editor"]).get(
+        reverse("admin:audit_replayjob_change", args=[job.pk])).content.decode()
+    assert "Traceback" not in page and "/srv/app" not in page and "KeyError" in page
