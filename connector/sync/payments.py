@@ -376,11 +376,15 @@ class PaymentSync(SyncStep):
         ))
         return found[0] if found else None
 
+    def _find_payment(self, payment_id, branch):
+        """find_sap_payment, with the branch only when there is one (the single-argument form stays the usual call)."""
+        return self.find_sap_payment(payment_id) if branch is None else self.find_sap_payment(payment_id, branch)
+
     def _find_branch_payments(self, record):
         """{branch: SAP payment found} for the record's branch groups (missing branches absent)."""
         found = {}
         for branch, _ in self.branch_groups(record.allocations):
-            existing = self.find_sap_payment(record.bill_payment_id, branch)
+            existing = self._find_payment(record.bill_payment_id, branch)
             if existing:
                 found[branch] = existing
         return found
@@ -411,7 +415,7 @@ class PaymentSync(SyncStep):
         branch = groups[0][0]
         try:
             with self._about(record):
-                existing = self.find_sap_payment(record.bill_payment_id, branch)
+                existing = self._find_payment(record.bill_payment_id, branch)
                 if existing:
                     self._posted(record, existing, "Found the SAP payment posted by an earlier attempt; not posted again")
                     self.summary["adopted"] += 1
@@ -437,7 +441,7 @@ class PaymentSync(SyncStep):
         for branch, allocations in groups:
             try:
                 with self._about(record):
-                    existing = self.find_sap_payment(record.bill_payment_id, branch)
+                    existing = self._find_payment(record.bill_payment_id, branch)
                     if existing:
                         docs.append((branch, existing))
                         adopted += 1
@@ -498,7 +502,7 @@ class PaymentSync(SyncStep):
                                    "posted on the next run")
             return
         try:
-            existing = self.find_sap_payment(record.bill_payment_id, groups[0][0] if groups else None)
+            existing = self._find_payment(record.bill_payment_id, groups[0][0] if groups else None)
         except RemoteError as exc:
             self._fail(record, f"SAP did not answer the payment post and the look-up failed ({exc}); the next run "
                                "looks again before posting")
