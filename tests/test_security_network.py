@@ -280,3 +280,12 @@ def test_ca_bundle_goes_to_a_private_file_another_user_cannot_plant(tmp_path, mo
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
     assert transport.ca_bundle_path(pem) == path  # written once per process
+
+
+def test_ipv6_literals_are_checked_too():
+    with pytest.raises(TransportError) as caught:
+        sap("http://[::1]:50000", allow=False).login()
+    assert "loopback" in str(caught.value)
+    with pytest.raises(TransportError) as caught:
+        sap("http://[fd00:ec2::254]", allow=True).login()
+    assert "metadata" in str(caught.value)

@@ -81,12 +81,14 @@ def address_problem(ip, allow_private=False):
         return f"{ip} is a cloud metadata address"
     if ip.is_link_local:
         return f"{ip} is a link-local address"
-    if ip.is_multicast or ip.is_unspecified or ip.is_reserved:
+    if ip.is_multicast or ip.is_unspecified:
+        return f"{ip} is not a usable server address"
+    if ip.is_loopback:  # (before is_reserved: ::1 is in a reserved block)
+        return "" if allow_private else f"{ip} is a loopback address"
+    if ip.is_reserved:
         return f"{ip} is not a usable server address"
     if allow_private:
         return ""
-    if ip.is_loopback:
-        return f"{ip} is a loopback address"
     if ip.is_private or (ip.version == 4 and ip in SHARED_ADDRESS_SPACE) or not ip.is_global:
         return f"{ip} is a private address"
     return ""
@@ -107,6 +109,7 @@ def check_destination(host, addresses, allow_private=False):
 
 def resolve(host, port):
     """Every address `host` resolves to (a literal IP resolves to itself)."""
+    host = host.strip("[]")  # an IPv6 literal from a URL
     return list(dict.fromkeys(info[4][0] for info in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)))
 
 
