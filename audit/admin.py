@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
-from connector.tenancy import TenantScopedAdmin, is_operator, plain_error
+from connector.tenancy import TenantScopedAdmin, is_operator, plain_error, shown_error
 
 from .models import AuditEvent, ReplayJob
 
@@ -20,16 +20,19 @@ class ReplayJobAdmin(TenantScopedAdmin):
     fields = ("connection", "record_type", "status", "progress", "succeeded", "failed", "nothing_to_do",
               "requested_by", "trigger", "created_at", "started_at", "finished_at", "message", "still_failing",
               "record_ids")
-    readonly_fields = (*fields, "message_words")
+    readonly_fields = (*fields, "message_words", "message_text")
 
     def get_fields(self, request, obj=None):
-        if is_operator(request.user):
-            return self.fields
-        return ["message_words" if name == "message" else name for name in self.fields]  # never a traceback
+        shown = "message_text" if is_operator(request.user) else "message_words"  # staff: never a traceback
+        return [shown if name == "message" else name for name in self.fields]
 
     @admin.display(description="message")
     def message_words(self, obj):
         return plain_error(obj.message)
+
+    @admin.display(description="message")
+    def message_text(self, obj):
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', shown_error(obj.message))
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("connection", "connection__tenant")

@@ -25,7 +25,7 @@ from audit.trail import timeline
 from .connections import TestRefused, request_connection_test, webhook_url
 from .models import Connection, InvoiceRecord, Membership, PaymentRecord, SyncRun, Tenant, WebhookEvent
 from .status import connection_overview
-from .tenancy import TenantScopedAdmin, is_editor, is_operator, plain_error
+from .tenancy import TenantScopedAdmin, is_editor, is_operator, plain_error, shown_error
 
 SECRET_FIELDS = Connection.SECRET_FIELDS
 
@@ -403,14 +403,17 @@ class SyncRunAdmin(TenantScopedAdmin):
     tenant_can_change = False
 
     def get_fields(self, request, obj=None):
-        fields = [f.name for f in SyncRun._meta.fields]
-        if not is_operator(request.user):  # tenant staff read plain words, never a traceback
-            fields = ["error_words" if name == "error" else name for name in fields]
-        return fields
+        # tenant staff read plain words, never a traceback; operators the whole text; both with credentials redacted
+        shown = "error_text" if is_operator(request.user) else "error_words"
+        return [shown if f.name == "error" else f.name for f in SyncRun._meta.fields]
 
     def get_readonly_fields(self, request, obj=None):
-        return [*(f.name for f in SyncRun._meta.fields), "error_words"]
+        return [*(f.name for f in SyncRun._meta.fields), "error_words", "error_text"]
 
     @admin.display(description="error")
     def error_words(self, obj):
         return plain_error(obj.error)
+
+    @admin.display(description="error")
+    def error_text(self, obj):
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', shown_error(obj.error))

@@ -13,13 +13,17 @@ from .clients.reporting import redact
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
 
 
+def redact_text(text):
+    return _URL_USERINFO.sub(r"\1***@", redact(str(text)))
+
+
 class RedactSecrets(logging.Filter):
     def filter(self, record):
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a broken log call is not ours to fix here
             return True
-        cleaned = _URL_USERINFO.sub(r"\1***@", redact(message))
+        cleaned = redact_text(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True

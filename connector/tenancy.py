@@ -39,10 +39,18 @@ def is_editor(request):
     return bool(found and found.role == Membership.Role.EDITOR)
 
 
+def shown_error(text):
+    """An error text as anyone may see it: whatever looks like a credential (password=…, "Password": "…",
+    B1SESSION=…, user:password@ in a URL) redacted, in case a server echoed what we sent it."""
+    from connector.logfilter import redact_text
+
+    return redact_text((text or "").strip())
+
+
 def plain_error(text):
     """The words of an error for tenant staff: a traceback's file paths and code lines left out (its last line
     says what happened); host operators see the whole text."""
-    text = (text or "").strip()
+    text = shown_error(text)
     if not text.startswith("Traceback") and 'File "' not in text:
         return text
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith((" ", "\t", "Traceback"))]

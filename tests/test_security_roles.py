@@ -251,3 +251,8 @@ def test_tenant_staff_see_plain_words_not_tracebacks(world):
     page = login(world["users"]["acme-editor"]).get(
         reverse("admin:audit_replayjob_change", args=[job.pk])).content.decode()
     assert "Traceback" not in page and "/srv/app" not in page and "KeyError" in page
+    echoed = SyncRun.objects.create(connection=conn, steps="reference", status="failed",
+                                    error='SAP login failed: proxy said 400 for {"Password": "echoed-secret-1"}')
+    for user in ("acme-viewer", "operator"):
+        page = login(world["users"][user]).get(reverse("admin:connector_syncrun_change", args=[echoed.pk]))
+        assert "echoed-secret-1" not in page.content.decode() and "proxy said 400" in page.content.decode()
