@@ -178,6 +178,18 @@ class ConnectionAdmin(TenantScopedAdmin):
         assert not leaked, f"secret fields must never be read-only fields (they would be displayed): {leaked}"
         return form
 
+    URL_FIELDS = ("sap_base_url", "bill_base_url", "bill_events_base_url")
+
+    def save_model(self, request, obj, form, change):
+        """The operator allowed private addresses for the URLs they saw: an editor who changes a URL loses that."""
+        if change and obj.allow_private_network and not is_operator(request.user) and \
+                set(self.URL_FIELDS) & set(form.changed_data):
+            obj.allow_private_network = False
+            self.message_user(request, "The server address changed, so private network addresses are no longer "
+                                       "allowed for this connection: ask your host operator to allow them again.",
+                              messages.WARNING)
+        super().save_model(request, obj, form, change)
+
     @admin.display(description="previous webhook security key")
     def previous_key_state(self, obj):
         until = obj.bill_webhook_previous_key_until if obj is not None else None

@@ -256,3 +256,16 @@ def test_tenant_staff_see_plain_words_not_tracebacks(world):
     for user in ("acme-viewer", "operator"):
         page = login(world["users"][user]).get(reverse("admin:connector_syncrun_change", args=[echoed.pk]))
         assert "echoed-secret-1" not in page.content.decode() and "proxy said 400" in page.content.decode()
+
+
+def test_an_editor_changing_a_url_loses_the_private_network_override(world):
+    editor, conn = world["users"]["acme-editor"], world["conns"]["acme"]
+    assert conn.allow_private_network  # set by the operator's connection file
+    client = login(editor)
+    url = reverse("admin:connector_connection_change", args=[conn.pk])
+    assert client.post(url, connection_form(conn, sap_username="clerk")).status_code == 302
+    assert Connection.objects.get(pk=conn.pk).allow_private_network  # no URL changed: kept
+    answer = client.post(url, connection_form(conn, sap_base_url="http://10.0.0.5:50000/b1s/v1"), follow=True)
+    assert "no longer allowed" in answer.content.decode()
+    fresh = Connection.objects.get(pk=conn.pk)
+    assert fresh.sap_base_url == "http://10.0.0.5:50000/b1s/v1" and not fresh.allow_private_network
