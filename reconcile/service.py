@@ -10,6 +10,7 @@ import traceback
 
 from django.utils import timezone
 
+from connector import budget
 from connector.clients.bill import BillClient
 from connector.clients.errors import RemoteError
 from connector.clients.sap import SapClient
@@ -48,12 +49,19 @@ def reconcile(connection, *, since=None, trigger="cli", actor="", out=None, sap=
             reader = Reader(connection, sap, bill, since=since, out=out)
             ledger_bills = connection.invoices.exclude(bill_id="").values_list("bill_id", flat=True)
             out("reading SAP and BILL:")
-            snap = reader.read(ledger_bill_ids=list(ledger_bills))
+            with budget.priority("reconcile"):  # low priority: never at the expense of payments and bills
+                snap = reader.read(ledger_bill_ids=list(ledger_bills))
             out("comparing:")
             started = time.monotonic()
             result = Comparison(connection, snap).run()
             snap.seconds["compare"] = round(time.monotonic() - started, 2)
         store(run, result, requests, seconds=snap.seconds)
+    except budget.BudgetDeferred as exc:
+        # This hour's BILL budget is kept for payments and bills: the scheduled run tries again after the hour.
+        run.status, run.error, run.finished_at = ReconciliationRun.Status.FAILED, f"{exc}", timezone.now()
+        run.summary = {"deferred_until": exc.until.isoformat()}
+        run.save()
+        out(f"deferred: {exc}")
     except RemoteError as exc:
         run.status, run.error, run.finished_at = ReconciliationRun.Status.FAILED, f"{exc}", timezone.now()
         run.save()

@@ -15,6 +15,9 @@ def _run(connection_id, trigger, actor=""):
         run = reconcile(conn, trigger=trigger, actor=actor)
     except AlreadyReconciling as exc:
         return str(exc)
+    if trigger == "schedule" and (run.summary or {}).get("deferred_until"):
+        _retry_at(conn, run.summary["deferred_until"])
+        return f"deferred to {run.summary['deferred_until']}"
     return f"{run.get_status_display()}: {run.difference_count} differences ({run.new_count} new)"
 
 
@@ -24,3 +27,14 @@ def run_scheduled_reconcile(connection_id):
 
 def run_reconcile_now(connection_id, actor=""):
     return _run(connection_id, "person", actor)
+
+
+def _retry_at(conn, when):
+    """One more try of a deferred daily reconciliation, once the BILL hour has turned."""
+    from datetime import datetime
+
+    from django_q.models import Schedule
+
+    Schedule.objects.update_or_create(name=f"reconcile-retry:{conn.pk}", defaults={
+        "func": "reconcile.tasks.run_scheduled_reconcile", "args": f"({conn.pk},)", "schedule_type": Schedule.ONCE,
+        "repeats": 1, "next_run": datetime.fromisoformat(when)})

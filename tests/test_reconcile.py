@@ -2,6 +2,7 @@
 
 import csv
 import io
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -237,3 +238,26 @@ def test_a_refused_bill_filter_falls_back_to_the_whole_list(conn, bill_sim, bill
     bill_sim.fail_next("GET", "/v3/payments", 400, "BDC_1129", "Invalid parameter value for parameter,value: filters")
     run = reconcile(conn)
     assert run.status == "clean" and (run.bills, run.payments) == (6, 2)
+
+
+@pytest.mark.django_db
+def test_past_three_quarters_of_the_bill_hour_the_daily_run_is_deferred_not_failed_loudly(conn, billed, settings):
+    from django_q.models import Schedule
+
+    from connector import budget
+    from connector.models import BudgetUse
+    from connector.sandbox import catalog
+    from reconcile.tasks import run_scheduled_reconcile
+
+    settings.BILL_REQUESTS_PER_HOUR = 100
+    if settings.REDIS_URL:
+        for _ in range(76):
+            budget.take(catalog.BILL_DEV_KEY, level="high")
+    else:
+        BudgetUse.objects.update_or_create(key=budget.key_of(catalog.BILL_DEV_KEY), kind="request",
+                                           hour=budget.hour_of(), defaults={"count": 76})
+    assert run_scheduled_reconcile(conn.pk).startswith("deferred to")
+    run = ReconciliationRun.objects.filter(connection=conn).first()
+    assert run.status == "failed" and "kept for payments and bills" in run.error
+    retry = Schedule.objects.get(name=f"reconcile-retry:{conn.pk}")
+    assert retry.schedule_type == Schedule.ONCE and retry.next_run == budget.hour_of() + timedelta(hours=1)
