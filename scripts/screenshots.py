@@ -23,10 +23,10 @@ def main():
         page.fill("#id_username", os.environ.get("DEMO_ADMIN_USER", "admin"))
         page.fill("#id_password", os.environ["DEMO_ADMIN_PASSWORD"])
         page.click("input[type=submit]")
-        page.goto(f"{BASE}/admin/connector/connection/")
+        page.goto(f"{BASE}/admin/connector/connection/?q=demo-sandbox")  # the demo's main connection
         page.get_by_role("link", name="status").first.click()
         page.screenshot(path=os.path.join(OUT, "status-page.png"), full_page=True)
-        page.goto(f"{BASE}/admin/connector/connection/")
+        page.goto(f"{BASE}/admin/connector/connection/?q=demo-sandbox")  # the connection the demo reconciles
         page.get_by_role("link", name="status").first.click()
         page.get_by_role("link", name="open the reconciliation page").click()
         page.screenshot(path=os.path.join(OUT, "reconciliation-page.png"), full_page=True)
