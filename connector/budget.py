@@ -29,7 +29,8 @@ from django.utils import timezone
 from connector.clients.errors import BillError, BillHourlyLimit
 
 SHARES = {"high": 0.98, "normal": 0.90, "low": 0.75}  # of the hour's budget; 2 % kept for others on the key
-STEP_PRIORITY = {"payments": "high", "bills": "high", "credits": "high", "vendors": "normal", "reference": "low",
+STEP_PRIORITY = {"payments": "high", "bills": "high", "credits": "high", "vendors": "normal", "documents": "normal",
+                 "reference": "low",
                  "reconcile": "low"}
 
 _priority = contextvars.ContextVar("ml_connector_bill_priority", default="normal")
@@ -50,7 +51,7 @@ def priority(level):
     """BILL calls made inside the block count at this priority ('high', 'normal', 'low' or a step name)."""
     level = STEP_PRIORITY.get(level, level)
     if level not in SHARES:
-        raise ValueError(f"unknown BILL priority {level!r}")
+        level = "normal"  # a step without a priority of its own
     reset = _priority.set(level)
     try:
         yield

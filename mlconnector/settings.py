@@ -213,10 +213,13 @@ AUDIT_EXCHANGE_RETENTION_DAYS = env.int("AUDIT_EXCHANGE_RETENTION_DAYS", default
 
 # BILL request limiter: concurrent requests per organization across the deployment.
 BILL_MAX_IN_FLIGHT = env.int("BILL_MAX_IN_FLIGHT", default=3)
-SAP_PAGE_SIZE = env.int("SAP_PAGE_SIZE", default=100)
+SAP_PAGE_SIZE = env.int("SAP_PAGE_SIZE", default=100)  # rows per Service Layer page (Prefer: odata.maxpagesize)
 # BILL's hourly limits per developer key, shared by every connection on that key (connector/budget.py).
 BILL_REQUESTS_PER_HOUR = env.int("BILL_REQUESTS_PER_HOUR", default=20000)
-BILL_LOGINS_PER_HOUR = env.int("BILL_LOGINS_PER_HOUR", default=200)  # rows per Service Layer page (Prefer: odata.maxpagesize)
+BILL_LOGINS_PER_HOUR = env.int("BILL_LOGINS_PER_HOUR", default=200)
+# Idle cycles cost (almost) nothing: reference data has its own cadence; the payments poll is the webhooks' safety net.
+REFERENCE_REFRESH_HOURS = env.int("REFERENCE_REFRESH_HOURS", default=24)
+PAYMENTS_POLL_MINUTES = env.int("PAYMENTS_POLL_MINUTES", default=60)
 
 LOGGING = {
     "version": 1,

@@ -15,6 +15,7 @@ from connector.clients.errors import BillHourlyLimit
 from connector.models import BudgetUse, InvoiceRecord
 from connector.sandbox import catalog
 from connector.sync.runner import run_sync
+from mappings.models import ReferenceRefresh
 from tests.test_sync_bills import line, prepare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -98,6 +99,7 @@ def test_a_low_budget_defers_housekeeping_and_still_bills_and_pays(conn, sap_sim
     else:
         BudgetUse.objects.update_or_create(key=budget.key_of(catalog.BILL_DEV_KEY), kind="request", hour=hour,
                                            defaults={"count": 76})
+    ReferenceRefresh.objects.filter(connection=conn).update(refreshed_at=timezone.now() - timedelta(days=2))  # due
     run = run_sync(conn)
     assert run.summary["reference"] == {"deferred": 1}
     assert InvoiceRecord.objects.get(doc_entry=doc).status == "synced"

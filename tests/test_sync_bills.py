@@ -496,7 +496,8 @@ def test_cancel_is_seen_even_when_sap_does_not_touch_the_original(ready, sap_sim
     assert bills_of(bill_sim, doc) == [] and record(ready, doc).status == Status.ARCHIVED
 
 
-def test_invoice_closed_in_sap_because_it_was_paid_keeps_its_bill(ready, sap_sim, bill_sim):
+def test_invoice_paid_in_sap_outside_bill_has_its_unpaid_bill_archived(ready, sap_sim, bill_sim):
+    """Paid in SAP (not by a BILL payment of ours) while the bill is unpaid: BILL must not pay it again."""
     doc = sap_sim.add_invoice("V1000", [line("6100", "60.00")])
     sync(ready)
     bill_id = the_bill(bill_sim, doc["DocEntry"])["id"]
@@ -504,12 +505,11 @@ def test_invoice_closed_in_sap_because_it_was_paid_keeps_its_bill(ready, sap_sim
     sap.post("VendorPayments", {"CardCode": "V1000", "TransferAccount": "_SYS00000000004", "TransferSum": 60.0,
                                 "PaymentInvoices": [{"DocEntry": doc["DocEntry"], "SumApplied": 60.0}]})
     assert sap.get(f"PurchaseInvoices({doc['DocEntry']})")["DocumentStatus"] == "bost_Close"
-    before = dict(writes(bill_sim))
     sync(ready)
-    assert writes(bill_sim) == before  # no archive, no update
-    assert the_bill(bill_sim, doc["DocEntry"])["id"] == bill_id
+    assert bills_of(bill_sim, doc["DocEntry"]) == []
+    assert bills_of(bill_sim, doc["DocEntry"], archived=True)[0]["id"] == bill_id
     rec = record(ready, doc["DocEntry"])
-    assert rec.status == Status.SYNCED and rec.sap_state == "closed"
+    assert rec.status == Status.ARCHIVED and rec.sap_state == "closed" and "not by a BILL payment" in rec.last_error
 
 
 @pytest.mark.parametrize("payment_status,words", [("PAID", "paid (paid 100.00, scheduled 0.00)"),
@@ -546,8 +546,9 @@ def test_cancel_of_a_paid_bill_is_flagged_not_archived(ready, sap_sim, bill_sim)
     sync(ready)
     rec = record(ready, doc)
     assert rec.status == Status.FLAGGED
-    assert rec.last_error == (f"SAP invoice was cancelled but BILL bill {bill['id']} is paid (paid 40.00, scheduled "
-                              "0.00): not archived. Stop or reverse the payment in BILL.")
+    assert rec.last_error == (f"Cancelled in SAP, but BILL bill {bill['id']} is paid (paid 40.00, scheduled "
+                              "0.00): not archived. Stop or reverse the payment in BILL (or the vendor is paid for a "
+                              "cancelled invoice).")
     assert the_bill(bill_sim, doc)["id"] == bill["id"]
 
 

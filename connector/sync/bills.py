@@ -158,6 +158,7 @@ class BillSync(SyncStep):
         self._events = []  # audit events not written yet
         self._vendors_tried = set()  # suppliers aligned (or tried) by this run
         self._notes = []  # (record, message): timeline notes of the read phase, written with the page
+        self._asked_for_reference = False
 
     # --- phase 1: read ------------------------------------------------------------------------------------
     def read_changes(self):
@@ -701,8 +702,8 @@ class BillSync(SyncStep):
             if current is not None and not current.get("archived"):
                 if not _editable(current):
                     self._flag(record, f"Cancelled in SAP, but BILL bill {record.bill_id} is {_state_words(current)}: "
-                                       "not archived. Stop or reverse the scheduled payment in BILL (or the vendor is "
-                                       "paid for a cancelled invoice).")
+                                       "not archived. Stop or reverse the payment in BILL (or the vendor is paid for a "
+                                       "cancelled invoice).")
                     return
                 with trail.about(record):
                     self.bill.post(f"/v3/bills/{record.bill_id}/archive")
@@ -781,6 +782,13 @@ class BillSync(SyncStep):
                 continue
             total += sum((money(a.get("amount")) for a in allocations or [] if a.get("bill_id") == record.bill_id),
                          Decimal(0))
+        # A/P credit memos based on this invoice that our credits step brings to BILL (credits.py): SAP counts them
+        # in PaidToDate, BILL in the bill's vendorCredits.
+        from connector.models import CreditMemoRecord
+
+        total += sum(CreditMemoRecord.objects.filter(connection=self.connection, base_entry=record.doc_entry).exclude(
+            status__in=[CreditMemoRecord.Status.SKIPPED, CreditMemoRecord.Status.ARCHIVED]).exclude(
+            sap_state="cancelled").values_list("doc_total", flat=True), Decimal(0))
         return total
 
     def _archive_closed(self, record, where):
@@ -841,6 +849,11 @@ class BillSync(SyncStep):
 
     def _hold(self, record, problems):
         self.summary["held"] += 1
+        if not self.dry_run and not self._asked_for_reference and any("refresh reference data" in p for p in problems):
+            from .runner import request_reference_refresh
+
+            self._asked_for_reference = True  # the next cycle fetches it, even though it is not due yet
+            request_reference_refresh(self.connection, f"SAP invoice {record.doc_num} names a code we do not know")
         if self.dry_run:
             self.out(f"  would hold SAP invoice {record.doc_num} ({record.card_code}): {'; '.join(problems)}")
         self._set(record, Status.HELD, record.next_step, "; ".join(problems))

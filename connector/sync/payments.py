@@ -83,10 +83,14 @@ class PaymentSync(SyncStep):
                     "unchanged", "busy")
 
     # --- entry points ------------------------------------------------------------------------------------
-    def run(self):
-        """Process stored webhook events, then poll BILL for payments changed since the cursor."""
+    def run(self, force_poll=False):
+        """Process stored webhook events, then poll BILL for payments changed since the cursor (when due)."""
         ids = self.ids_from_events()
-        ids.update(self.ids_from_poll())
+        due = "asked for" if force_poll else self.poll_due()
+        if due:
+            ids.update(self.ids_from_poll())
+        else:
+            self.out("  payments poll not due (webhooks arrive and the last poll found nothing)")
         ids.update(PaymentRecord.objects.filter(
             connection=self.connection, status__in=[Status.PENDING, Status.POSTING, Status.WAITING]
         ).values_list("bill_payment_id", flat=True))
@@ -164,11 +168,40 @@ class PaymentSync(SyncStep):
             # The cursor moves only together with the ledger rows of what it covers (pending until handled).
             with transaction.atomic():
                 self._remember(ids)
-                if newest and newest != since:
-                    SyncCursor.objects.update_or_create(
-                        connection=self.connection, stream=STREAM, defaults={"value": {"updated": newest}}
-                    )
+                value = {"updated": newest, "polled_at": timezone.now().isoformat(), "found": len(ids)}
+                SyncCursor.objects.update_or_create(connection=self.connection, stream=STREAM,
+                                                    defaults={"value": value})
         return ids
+
+    def poll_due(self):
+        """Why BILL should be polled in this cycle, or '' (the poll is the webhooks' safety net, not a heartbeat).
+
+        Skipped only while all of these hold: a poll ran less than PAYMENTS_POLL_MINUTES ago and found nothing,
+        webhooks have arrived since (so they work), and BILL's session was used recently (the poll also keeps the
+        shared session warm: BILL drops it after 35 idle minutes, and a login costs more than a poll)."""
+        from django.conf import settings
+
+        from connector.models import RemoteSession
+
+        cursor = SyncCursor.objects.filter(connection=self.connection, stream=STREAM).first()
+        value = (cursor.value or {}) if cursor else {}
+        polled = value.get("polled_at")
+        if not polled:
+            return "never polled"
+        polled_at = datetime.fromisoformat(polled)
+        now = timezone.now()
+        if now - polled_at >= timedelta(minutes=settings.PAYMENTS_POLL_MINUTES):
+            return "the safety-net interval has passed"
+        if value.get("found"):
+            return "the last poll found payments"
+        if not WebhookEvent.objects.filter(connection=self.connection, received_at__gte=polled_at - timedelta(hours=24)
+                                           ).exists():
+            return "no webhook arrived lately"
+        used = RemoteSession.objects.filter(connection=self.connection, system="bill").values_list(
+            "last_used_at", flat=True).first()
+        if used is None or now - used >= timedelta(minutes=25):
+            return "keeping BILL's session warm"
+        return ""
 
     def _payments_since(self, start_text):
         """Payments updated since `start_text`. BILL's filterable payment fields are only partly documented: if
@@ -322,7 +355,9 @@ class PaymentSync(SyncStep):
             raise ValueError(f"BILL payment {record.bill_payment_id} covers invoices of several SAP suppliers "
                              f"({', '.join(sorted(card_codes))}): post it in SAP by hand")
         record.card_code = card_codes.pop()
-        return allocations
+        from .credit_payments import with_credits  # vendor credits used by the payment (credit memos in SAP)
+
+        return with_credits(self.connection, record.bill_payment_id, payment, parts, allocations, records)
 
     def _branch_of(self, invoice):
         """The SAP branch (BPLID) a payment of this invoice must carry; None when the company has no branches."""
@@ -342,8 +377,11 @@ class PaymentSync(SyncStep):
         """One SAP outgoing payment for `allocations` (default: all of the record's), of one branch. Each carries the
         BILL payment id in TransferReference; with branches, `BPLID` tells the parts apart (the key is left out
         entirely without branches: SAP refuses an empty one)."""
+        from .credit_payments import SIGNS, credit_lines, memo_total
+
         allocations = record.allocations if allocations is None else allocations
-        total = sum((Decimal(a["amount"]) for a in allocations), Decimal(0))
+        # the money that left: invoices less the credit memos applied with them (credit_payments.py)
+        total = sum((Decimal(a["amount"]) for a in allocations), Decimal(0)) - memo_total(allocations)
         day = (record.process_date or timezone.localdate()).isoformat()
         body = {
             "CardCode": record.card_code,
@@ -359,7 +397,7 @@ class PaymentSync(SyncStep):
                 {"LineNum": n, "DocEntry": a["doc_entry"], "InvoiceType": "it_PurchaseInvoice",
                  "SumApplied": float(Decimal(a["amount"]))}
                 for n, a in enumerate(allocations)
-            ],
+            ] + credit_lines(allocations, len(allocations), getattr(self, "credit_sign", SIGNS[0])),
         }
         if branch is not None:
             body["BPLID"] = branch
@@ -420,7 +458,7 @@ class PaymentSync(SyncStep):
                     self._posted(record, existing, "Found the SAP payment posted by an earlier attempt; not posted again")
                     self.summary["adopted"] += 1
                     return
-                created = self.sap.post("VendorPayments", self.sap_payment_body(record, branch=branch))
+                created = self._post_with_credit_sign(record, branch)
         except ResponseLost:
             self._recover_lost(record)
             return
@@ -432,6 +470,19 @@ class PaymentSync(SyncStep):
             return
         self._posted(record, created or {}, f"Posted SAP outgoing payment {(created or {}).get('DocNum')}")
         self.summary["posted"] += 1
+
+    def _post_with_credit_sign(self, record, branch):
+        """Post; when SAP refuses the credit-memo lines' sign (unconfirmed which one it wants), the other one once.
+        A refused post changed nothing in SAP, so the second is still the first payment."""
+        from .credit_payments import SIGNS, sign_refused
+
+        try:
+            return self.sap.post("VendorPayments", self.sap_payment_body(record, branch=branch))
+        except SapError as exc:
+            if not any(a.get("credit_memos") for a in record.allocations) or not sign_refused(exc):
+                raise
+            self.credit_sign = SIGNS[1] if getattr(self, "credit_sign", SIGNS[0]) == SIGNS[0] else SIGNS[0]
+            return self.sap.post("VendorPayments", self.sap_payment_body(record, branch=branch))
 
     def _post_per_branch(self, record, groups):
         """A BILL payment over invoices of several SAP branches: one SAP payment per branch, each carrying the BILL

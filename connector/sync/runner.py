@@ -6,6 +6,7 @@ time (a one-slot lease); a second one started meanwhile reports that and does no
 
 import contextlib
 import traceback
+from datetime import timedelta
 
 from django.utils import timezone
 
@@ -14,9 +15,11 @@ from connector import budget, leases
 from connector.clients.bill import BillClient
 from connector.clients.errors import RemoteError
 from connector.clients.sap import SapClient
-from connector.models import SyncRun
+from connector.models import SyncCursor, SyncRun
 
-STEPS = ("reference", "vendors", "bills", "payments")
+# credits (A/P credit memos → BILL vendor credits) before bills: an invoice lowered by a credit memo in SAP is then
+# known to be credited by us, not paid outside BILL (bills.py `_paid_by_us`)
+STEPS = ("reference", "vendors", "credits", "bills", "documents", "payments")
 
 
 class AlreadyRunning(Exception):
@@ -62,7 +65,10 @@ def _run_steps(connection, steps, trigger, actor, dry_run, out, sap, bill):
                 out(f"{step}:")
                 try:
                     with budget.priority(step):
-                        summary[step] = STEP_FUNCTIONS[step](connection, sap, bill, dry_run=dry_run, out=out, run=run)
+                        # a step asked for by name does its work now: reference fetched, payments polled
+                        extra = {"force": steps == [step]} if step in ("reference", "payments") else {}
+                        summary[step] = STEP_FUNCTIONS[step](connection, sap, bill, dry_run=dry_run, out=out, run=run,
+                                                             **extra)
                 except budget.BudgetDeferred as exc:
                     # housekeeping put off to keep this hour's BILL budget for payments and bills: not a failure
                     summary[step] = {"deferred": 1}
@@ -85,9 +91,45 @@ def _run_steps(connection, steps, trigger, actor, dry_run, out, sap, bill):
     return run
 
 
-def step_reference(connection, sap, bill, *, dry_run, out, run):
+REFERENCE_STREAM = "reference-refresh"  # a SyncCursor: {"requested": why} when a held invoice needs fresh data
+
+
+def request_reference_refresh(connection, why):
+    """The next cycle refreshes reference data even if it is fresh (e.g. an invoice named an unknown SAP code)."""
+    SyncCursor.objects.update_or_create(connection=connection, stream=REFERENCE_STREAM,
+                                        defaults={"value": {"requested": why[:300]}})
+
+
+def reference_due(connection):
+    """Why reference data should be fetched in this cycle, or '' when it is fresh (its own, slower cadence)."""
+    from django.conf import settings
+
+    from mappings.models import ReferenceRefresh
+
+    refresh = ReferenceRefresh.objects.filter(connection=connection).first()
+    if refresh is None or refresh.refreshed_at is None:
+        return "never loaded"
+    if refresh.error:
+        return "the last refresh failed"
+    requested = SyncCursor.objects.filter(connection=connection, stream=REFERENCE_STREAM).first()
+    if requested and (requested.value or {}).get("requested"):
+        return requested.value["requested"]
+    age = timezone.now() - refresh.refreshed_at
+    if age >= timedelta(hours=settings.REFERENCE_REFRESH_HOURS):
+        return f"last refreshed {age.total_seconds() / 3600:.0f} h ago"
+    return ""
+
+
+def step_reference(connection, sap, bill, *, dry_run, out, run, force=False):
     from mappings.models import ReferenceRefresh
     from mappings.reference import fetch_bill_reference, fetch_sap_reference, store_reference
+
+    if not force:
+        why = reference_due(connection)
+        if not why:
+            out("  reference data is fresh: not fetched in this cycle (`sync NAME --step reference` fetches it now)")
+            return {"fresh": 1}
+        out(f"  fetching reference data: {why}")
 
     try:
         sap_data, bill_data = fetch_sap_reference(sap), fetch_bill_reference(bill)
@@ -99,6 +141,7 @@ def step_reference(connection, sap, bill, *, dry_run, out, run):
         return {k: len(v) for k, v in {**{f"sap_{k}": v for k, v in sap_data.items()},
                                        **{f"bill_{k}": v for k, v in bill_data.items()}}.items()}
     counts = store_reference(connection, sap_data, bill_data)
+    SyncCursor.objects.filter(connection=connection, stream=REFERENCE_STREAM).delete()
     return {table: sum(c.values()) for table, c in counts.items()}
 
 
@@ -123,21 +166,35 @@ def step_bills(connection, sap, bill, *, dry_run, out, run):
             out("  reference data was never loaded (run `sync NAME --step reference`): unmapped invoices show as held")
         else:
             out("  reference data never loaded: fetching it first")
-            step_reference(connection, sap, bill, dry_run=False, out=out, run=run)
+            step_reference(connection, sap, bill, dry_run=False, out=out, run=run, force=True)
     sync = BillSync(connection, sap, bill, dry_run=dry_run, out=out, run=run)
     sync.read_changes()
     return sync.process()
 
 
-def step_payments(connection, sap, bill, *, dry_run, out, run):
+def step_credits(connection, sap, bill, *, dry_run, out, run):
+    from .credits import CreditSync
+
+    return CreditSync(connection, sap, bill, dry_run=dry_run, out=out, run=run).run()
+
+
+def step_documents(connection, sap, bill, *, dry_run, out, run):
+    from .documents import DocumentSync
+
+    return DocumentSync(connection, sap, bill, dry_run=dry_run, out=out, run=run).run()
+
+
+def step_payments(connection, sap, bill, *, dry_run, out, run, force=False):
     from .payments import PaymentSync
 
-    return PaymentSync(connection, sap, bill, dry_run=dry_run, out=out, run=run).run()
+    return PaymentSync(connection, sap, bill, dry_run=dry_run, out=out, run=run).run(force_poll=force)
 
 
 STEP_FUNCTIONS = {
     "reference": step_reference,
     "vendors": step_vendors,
+    "credits": step_credits,
     "bills": step_bills,
+    "documents": step_documents,
     "payments": step_payments,
 }
