@@ -102,6 +102,7 @@ def all_secrets():
 
 LINK_RE = re.compile(r'(?:href|src|action|data-ajax--url)="([^"#]+)', re.I)
 SKIP = ("/admin/logout/", "/admin/jsi18n/", "/static/", "/admin/password_change/")
+FOLLOWED_FILTERS = ("connection__id__exact", "tenant__id__exact", "connection__tenant__id__exact", "status__exact")
 
 
 def _normalise(url):
@@ -130,8 +131,8 @@ def crawl(client, extra=(), limit=1500):
             target = _normalise(urljoin(url, html.unescape(href)))
             if not target.startswith("/admin/") or target.startswith(SKIP) or target in pages:
                 continue
-            if "?" in target and "?" in url:
-                continue  # filters of filtered lists: one level is enough
+            if "?" in target and ("?" in url or not any(f"{key}=" in target for key in FOLLOWED_FILTERS)):
+                continue  # lists filtered by connection or tenant (one level); other filters show the same rows
             queue.append(target)
     return pages
 
