@@ -31,7 +31,10 @@ def connection_overview(conn):
     for label, counter in STATUS_SOURCES:
         counts.update({f"{label}:{status}": n for status, n in counter(conn).items() if n})
     last = SyncRun.objects.filter(connection=conn).exclude(status=SyncRun.Status.RUNNING).first()
-    return {"last_sync": last, "counts": dict(sorted(counts.items())), "company": company_overview(conn)}
+    from .scheduling import schedule_state
+
+    return {"last_sync": last, "counts": dict(sorted(counts.items())), "company": company_overview(conn),
+            "schedule": schedule_state(conn)}
 
 
 def company_overview(conn):

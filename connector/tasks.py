@@ -6,6 +6,7 @@ because every record's state is in the database and the periodic sweep picks up 
 
 import logging
 
+from django.conf import settings
 from django.utils import timezone
 
 from .models import Connection, WebhookEvent
@@ -21,10 +22,22 @@ def run_scheduled_sync(connection_id):
     if conn is None:
         return "connection missing or disabled"
     try:
-        run = run_sync(conn, trigger="schedule")
+        run = run_sync(conn, trigger="schedule", max_seconds=settings.CYCLE_MAX_SECONDS)
     except AlreadyRunning as exc:
         return str(exc)
+    continue_later(conn, run)
     return f"{run.status}: {run.summary}"
+
+
+def continue_later(conn, run):
+    """A bounded cycle that left work (a backfill): queue the next part behind the cycles already waiting, so
+    other connections' scheduled cycles run in between (fairness) and this one still finishes soon."""
+    if not (run.summary or {}).get("more"):
+        return
+    from django_q.tasks import async_task
+
+    async_task("connector.tasks.run_scheduled_sync", conn.pk, task_name=f"sync:{conn.pk}:continued",
+               group=f"sync:{conn.pk}")
 
 
 def run_sync_now(connection_id, actor=""):
@@ -35,9 +48,10 @@ def run_sync_now(connection_id, actor=""):
     if conn is None:
         return "connection missing"
     try:
-        run = run_sync(conn, trigger="person", actor=actor)
+        run = run_sync(conn, trigger="person", actor=actor, max_seconds=settings.CYCLE_MAX_SECONDS)
     except AlreadyRunning as exc:
         return str(exc)
+    continue_later(conn, run)
     return f"{run.status}: {run.summary_text}"
 
 

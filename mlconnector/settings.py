@@ -220,6 +220,8 @@ BILL_LOGINS_PER_HOUR = env.int("BILL_LOGINS_PER_HOUR", default=200)
 # Idle cycles cost (almost) nothing: reference data has its own cadence; the payments poll is the webhooks' safety net.
 REFERENCE_REFRESH_HOURS = env.int("REFERENCE_REFRESH_HOURS", default=24)
 PAYMENTS_POLL_MINUTES = env.int("PAYMENTS_POLL_MINUTES", default=60)
+# Fairness: a cycle run from the task queue stops after this long and queues its continuation behind the others.
+CYCLE_MAX_SECONDS = env.int("CYCLE_MAX_SECONDS", default=60)
 
 LOGGING = {
     "version": 1,

@@ -159,9 +159,11 @@ class BillSync(SyncStep):
         self._vendors_tried = set()  # suppliers aligned (or tried) by this run
         self._notes = []  # (record, message): timeline notes of the read phase, written with the page
         self._asked_for_reference = False
+        self.more = False  # a bounded run stopped with work left
 
     # --- phase 1: read ------------------------------------------------------------------------------------
-    def read_changes(self):
+    def read_changes(self, until=None):
+        """Read and record SAP's changed invoices (all of them, or until the monotonic time `until`)."""
         cursor = SyncCursor.objects.filter(connection=self.connection, stream=STREAM).first()
         reader = DeltaReader(self.sap, "PurchaseInvoices", select=INVOICE_SELECT, sync_from=self.connection.sync_from,
                              extra_filter=self.connection.invoice_extra_filter)
@@ -170,8 +172,13 @@ class BillSync(SyncStep):
             docs += self._cancelled_originals(page, {int(d["DocEntry"]) for d in docs})
             self.summary["read"] += len(docs)
             if page:
-                self._record_page(docs, max(stamp_of(d) for d in page), reader.elapsed())
+                self._record_page(docs, max(stamp_of(d) for d in page), reader)
             self.out(f"  read {self.summary['read']} changed invoices from SAP")
+            if until is not None and time.monotonic() >= until and reader.resume:
+                self.more = True  # the cursor holds where the reader stopped: the next cycle reads on from there
+                return
+        if not self.dry_run:
+            self._finish_read(reader)
 
     def _cancelled_originals(self, page, seen):
         """Originals named by cancellation documents on this page (their lines' BaseEntry), re-read from SAP:
@@ -197,7 +204,17 @@ class BillSync(SyncStep):
         # Some Service Layer versions omit collections when $select is used: read the document by key.
         return self.sap.get(f"PurchaseInvoices({int(doc['DocEntry'])})")
 
-    def _record_page(self, docs, page_stamp, read_seconds=0.0):
+    def _finish_read(self, reader):
+        """The read got to its end: the next one starts from the cursor (with its overlap), not from a resume point."""
+        with transaction.atomic():
+            cursor = SyncCursor.objects.select_for_update().filter(connection=self.connection, stream=STREAM).first()
+            if cursor is not None and "resume" in (cursor.value or {}):
+                value = {k: v for k, v in cursor.value.items() if k not in ("resume", "read_started")}
+                value["read_seconds"] = reader.elapsed()
+                cursor.value = value
+                cursor.save()
+
+    def _record_page(self, docs, page_stamp, reader=None):
         """Record one page of invoices and move the cursor past it, in one transaction.
 
         The ledger rows are read inside the transaction (locked where the database can), so an overlapping
@@ -228,9 +245,20 @@ class BillSync(SyncStep):
             self._events.clear()
             cursor, _ = SyncCursor.objects.select_for_update().get_or_create(
                 connection=self.connection, stream=STREAM, defaults={"value": {}})
-            if (cursor.value or {}).get("stamp", "") < page_stamp:
-                # how long this read had been going: the next read re-reads that much more (see delta.py)
-                cursor.value = {"stamp": page_stamp, "read_seconds": read_seconds}
+            value = dict(cursor.value or {})
+            if value.get("stamp", "") < page_stamp:
+                value["stamp"] = page_stamp
+            if reader is not None:
+                # how long this read has been going (the next read re-reads that much more), and where it would go
+                # on if it is cut short here (see delta.py)
+                value["read_seconds"] = reader.elapsed()
+                if reader.resume:
+                    value.update(resume=reader.resume, read_started=reader.started)
+                else:
+                    value.pop("resume", None)
+                    value.pop("read_started", None)
+            if value != cursor.value:
+                cursor.value = value
                 cursor.save()
 
     def _absorb_page(self, docs, existing):
@@ -349,10 +377,14 @@ class BillSync(SyncStep):
             last = chunk[-1].pk
             yield chunk
 
-    def process(self, only_ids=None):
+    def process(self, only_ids=None, until=None):
+        """Send what BILL needs for every pending record (or until the monotonic time `until`, chunk by chunk)."""
         book = MappingBook.load(self.connection)
         done = 0
         for chunk in self.pending_records(only_ids):
+            if until is not None and done and time.monotonic() >= until:
+                self.more = True
+                break
             self._ensure_vendors(chunk, book)
             creates, updates, archives = [], [], []
             for record in chunk:

@@ -93,38 +93,60 @@ class DeltaReader:
         self.page_size = page_size or sap.page_size
         self.quoted = True
         self.requests = 0
-        self.started = None
+        self.started = None  # wall-clock time the read began (a resumed read: the first part's)
+        self.resume = None  # where the read goes on after the last page yielded; None: at its end
 
     def elapsed(self):
-        """Seconds since this read started (kept in the cursor: the next read's overlap covers it)."""
-        return 0.0 if self.started is None else round(time.monotonic() - self.started, 1)
+        """Seconds since this read started, across the cycles a bounded read was spread over (kept in the
+        cursor: the next read's overlap covers it)."""
+        return 0.0 if self.started is None else round(time.time() - self.started, 1)
 
     def pages(self, cursor_value):
         """Yield lists of documents, in key order; each list may be recorded (and the cursor moved to its newest
-        stamp) before the next one is read."""
-        self.started = time.monotonic()
-        start = start_of(cursor_value)
-        position = start.replace(second=0, microsecond=0) if start else None
+        stamp) before the next one is read. After each list, `resume` says where the read would go on: a read cut
+        short (a bounded cycle, a crash) is continued from there by the next one, not started over — a backfill
+        larger than one cycle's share still gets to its end."""
+        value = cursor_value or {}
+        resume = value.get("resume")
+        if resume:
+            self.started = float(value.get("read_started") or time.time())
+            position = datetime.fromisoformat(resume["at"])
+            after = resume.get("after")
+        else:
+            self.started = time.time()
+            start = start_of(value)
+            position, after = (start.replace(second=0, microsecond=0) if start else None), None
         while True:
-            rows, full = self._page(functools.partial(self._forward, position), ORDER)
-            if not rows:
-                return
-            if not full:
-                yield rows
-                return
-            last = bucket_of(rows[-1])
-            complete = [r for r in rows if bucket_of(r) != last]
-            if complete:
-                yield complete
-            after = 0
+            if after is None:
+                rows, full = self._page(functools.partial(self._forward, position), ORDER)
+                if not rows:
+                    self.resume = None
+                    return
+                if not full:
+                    self.resume = None
+                    yield rows
+                    return
+                last = bucket_of(rows[-1])
+                complete = [r for r in rows if bucket_of(r) != last]
+                after = 0
+                if complete:
+                    self.resume = {"at": f"{last[0]}T{last[1]}", "after": 0}
+                    yield complete
+            else:
+                last = (position.date().isoformat(), position.strftime("%H:%M"))
             while True:  # the last bucket, whole, by DocEntry
                 rows, full = self._page(functools.partial(self._in_bucket, last, after), "DocEntry asc")
                 if rows:
-                    yield rows
+                    after = max(int(r["DocEntry"]) for r in rows)
                 if not full:
                     break
-                after = max(int(r["DocEntry"]) for r in rows)
+                self.resume = {"at": f"{last[0]}T{last[1]}", "after": after}
+                yield rows
             position = datetime.fromisoformat(f"{last[0]}T{last[1]}:00") + timedelta(minutes=1)
+            after = None
+            self.resume = {"at": position.strftime("%Y-%m-%dT%H:%M"), "after": None}
+            if rows:
+                yield rows
 
     # --- filters ----------------------------------------------------------------------------------------------
     def _lit(self, text):

@@ -5,6 +5,7 @@ time (a one-slot lease); a second one started meanwhile reports that and does no
 """
 
 import contextlib
+import time
 import traceback
 from datetime import timedelta
 
@@ -26,13 +27,20 @@ class AlreadyRunning(Exception):
     pass
 
 
-def run_sync(connection, steps=STEPS, *, trigger="cli", actor="", dry_run=False, out=None, sap=None, bill=None):
-    """Run the given steps in order; return the SyncRun. Remote failures are recorded on the run, not raised."""
+def run_sync(connection, steps=STEPS, *, trigger="cli", actor="", dry_run=False, out=None, sap=None, bill=None,
+             max_seconds=None):
+    """Run the given steps in order; return the SyncRun. Remote failures are recorded on the run, not raised.
+
+    `max_seconds` bounds a cycle run from the task queue (fairness: one customer's backfill never holds a worker
+    for long): the bills step reads for at most half of it and sends until it is over, then the cycle ends with
+    `run.summary["more"]` set and the rest waits for the next cycle (which the task queue runs at once, behind the
+    other connections' cycles already queued)."""
     out = out or (lambda line: None)
     steps = [s for s in STEPS if s in steps]
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
     # A dry run writes nothing of ours either (no run record, no audit rows); it needs no run lock.
     with contextlib.nullcontext() if dry_run else cycle_lock(connection):
-        return _run_steps(connection, steps, trigger, actor, dry_run, out, sap, bill)
+        return _run_steps(connection, steps, trigger, actor, dry_run, out, sap, bill, deadline)
 
 
 @contextlib.contextmanager
@@ -51,7 +59,7 @@ def cycle_lock(connection, wait=0):
         yield lease
 
 
-def _run_steps(connection, steps, trigger, actor, dry_run, out, sap, bill):
+def _run_steps(connection, steps, trigger, actor, dry_run, out, sap, bill, deadline=None):
     run = SyncRun(connection=connection, trigger=trigger, steps=",".join(steps), dry_run=dry_run)
     if not dry_run:
         run.save()
@@ -67,6 +75,8 @@ def _run_steps(connection, steps, trigger, actor, dry_run, out, sap, bill):
                     with budget.priority(step):
                         # a step asked for by name does its work now: reference fetched, payments polled
                         extra = {"force": steps == [step]} if step in ("reference", "payments") else {}
+                        if step == "bills":
+                            extra["deadline"] = deadline
                         summary[step] = STEP_FUNCTIONS[step](connection, sap, bill, dry_run=dry_run, out=out, run=run,
                                                              **extra)
                 except budget.BudgetDeferred as exc:
@@ -76,6 +86,8 @@ def _run_steps(connection, steps, trigger, actor, dry_run, out, sap, bill):
                 out(f"{step}: " + ", ".join(f"{k} {v}" for k, v in summary[step].items()))
         failed = sum(s.get("failed", 0) + s.get("held", 0) + s.get("flagged", 0) + s.get("review", 0)
                      for s in summary.values() if isinstance(s, dict))
+        if any(isinstance(s, dict) and s.get("more") for s in summary.values()):
+            summary["more"] = True  # bounded cycle: work is left for the next one
         run.status = SyncRun.Status.PARTIAL if failed else SyncRun.Status.OK
     except RemoteError as exc:
         run.status, run.error = SyncRun.Status.FAILED, f"{exc.__class__.__name__}: {exc}"
@@ -156,7 +168,7 @@ def step_vendors(connection, sap, bill, *, dry_run, out, run):
     return summary
 
 
-def step_bills(connection, sap, bill, *, dry_run, out, run):
+def step_bills(connection, sap, bill, *, dry_run, out, run, deadline=None):
     from mappings.reference import reference_loaded
 
     from .bills import BillSync
@@ -168,8 +180,16 @@ def step_bills(connection, sap, bill, *, dry_run, out, run):
             out("  reference data never loaded: fetching it first")
             step_reference(connection, sap, bill, dry_run=False, out=out, run=run, force=True)
     sync = BillSync(connection, sap, bill, dry_run=dry_run, out=out, run=run)
-    sync.read_changes()
-    return sync.process()
+    if deadline is None:
+        sync.read_changes()
+        return sync.process()
+    now = time.monotonic()
+    sync.read_changes(until=now + (deadline - now) / 2)  # half for reading, the rest (at least) for sending
+    summary = sync.process(until=deadline)
+    if sync.more:
+        summary["more"] = 1
+        out("  time is up for this cycle: the rest follows in the next one")
+    return summary
 
 
 def step_credits(connection, sap, bill, *, dry_run, out, run):

@@ -46,6 +46,8 @@ class Command(OperatorCommand):
             last = info["last_sync"]
             last_text = f"{last.started_at:%Y-%m-%d %H:%M} {last.status}" if last else "never"
             counts = " ".join(f"{k}={v}" for k, v in info["counts"].items()) or "-"
+            lag = info["schedule"]
+            counts += f" behind={lag['behind_minutes']}m backlog={lag['backlog']}"  # how far behind its schedule
             self.stdout.write(
                 f"{conn.tenant.slug:<16} {conn.name:<24} {'yes' if conn.enabled else 'no':<8} {last_text:<22} {counts}"
             )
