@@ -43,7 +43,7 @@ def test_sync_now_runs_a_cycle_attributed_to_the_person(operator_client, conn, s
     page = changelist_action(operator_client, "sync_now", conn).content.decode()
     assert "sync queued" in page
     run = SyncRun.objects.get(connection=conn)
-    assert (run.trigger, run.steps) == ("person", "reference,vendors,bills,payments")
+    assert (run.trigger, run.steps) == ("person", "reference,vendors,credits,bills,documents,payments")
     assert run.summary["bills"]["read"] == 1
 
 

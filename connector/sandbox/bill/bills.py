@@ -79,11 +79,13 @@ class BillsMixin:
         if pay_from is not None:
             self._check_classification(org, "chart-of-accounts", pay_from, path + "payFromChartOfAccountId")
         base = base or {}
+        credits, credit_total = self._credits_for_bill(org, data, base, vendor_id, amount, path)  # credits.py
         bill = {
             "id": base.get("id") or self._new_id("00n"), "archived": base.get("archived", False),
             "vendorId": vendor_id, "vendorName": vendor["name"], "amount": amount,
             "paidAmount": base.get("paidAmount", ZERO), "dueAmount": amount,
-            "scheduledAmount": base.get("scheduledAmount", ZERO), "creditAmount": base.get("creditAmount", ZERO),
+            "scheduledAmount": base.get("scheduledAmount", ZERO), "creditAmount": credit_total,
+            "vendorCredits": credits,
             "fundingAmount": amount, "exchangeRate": 1,
             "description": _str_field(data, "description", path, max_len=4000),
             "dueDate": due_date, "invoice": {"invoiceNumber": invoice_number, "invoiceDate": invoice_date},

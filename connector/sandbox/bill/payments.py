@@ -31,11 +31,15 @@ class PaymentsMixin:
             lines = [{"billId": data.get("billId"), "amount": data.get("amount")}]
         if not isinstance(lines, list) or not lines:
             raise _missing("billPayments")
-        pairs = []
+        pairs, self._pending_payment_credits = [], {}
         for i, line in enumerate(lines):
             if not isinstance(line, dict) or not line.get("billId"):
                 raise _missing(f"billPayments[{i}].billId")
             pairs.append((line["billId"], _money(line.get("amount"), f"billPayments[{i}].amount")))
+            bill = ctx.org.bills.get(line["billId"]) if isinstance(line["billId"], str) else None
+            if bill is not None and line.get("vendorCredits"):  # credits applied at payment time (credits.py)
+                self._pending_payment_credits[bill["id"]] = self._check_payment_credits(
+                    ctx.org, bill, line["vendorCredits"], f"billPayments[{i}].")
         process_date = _date_field(data, "processDate", "", required=False)
         if process_date is not None and (process_date <= self._today()
                                          or date.fromisoformat(process_date).weekday() >= 5):
@@ -65,7 +69,8 @@ class PaymentsMixin:
             if bill["vendorId"] != vendor_id:
                 raise _bad("All bills of one payment must belong to the same vendor "
                            f"({bill_id} belongs to {bill['vendorId']}, not {vendor_id}).")
-            available = bill["dueAmount"] - bill["scheduledAmount"]
+            extra = (getattr(self, "_pending_payment_credits", None) or {}).get(bill_id, [])
+            available = bill["dueAmount"] - bill["scheduledAmount"] - sum((vc["amount"] for vc in extra), ZERO)
             if amount <= 0 or amount > available:
                 raise _bad(f"Invalid field,value: billPayments[{i}].amount, {amount}. "
                            f"Must be > 0 and <= the open amount {available} of bill {bill_id}.")
@@ -74,8 +79,13 @@ class PaymentsMixin:
         now = self._now_iso()
         total = sum((a for _, a in bills), ZERO)
         txn = next(self._txn)
-        bill_payments = [{"id": self._new_id("blp"), "billId": b["id"], "amount": a, "vendorCredits": []}
+        extras = getattr(self, "_pending_payment_credits", None) or {}
+        self._pending_payment_credits = {}
+        bill_payments = [{"id": self._new_id("blp"), "billId": b["id"], "amount": a,
+                          "vendorCredits": self._payment_credits(org, b, extras.get(b["id"], []))}
                          for b, a in bills]
+        for b, _ in bills:  # credits applied at payment time lower what is due on the bill
+            b["creditAmount"] += sum((vc["amount"] for vc in extras.get(b["id"], [])), ZERO)
         payment = {
             "id": self._new_id("stp"), "amount": total, "vendorId": vendor_id, "vendorName": vendor["name"],
             "billId": bills[0][0]["id"],  # [U] for multi-bill payments: the first bill

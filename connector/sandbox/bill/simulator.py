@@ -13,6 +13,8 @@ from connector.sandbox import catalog
 from .bills import BillsMixin
 from .classifications import ClassificationsMixin
 from .control import ControlMixin
+from .credits import CreditsMixin
+from .documents import DocumentsMixin
 from .generic import GenericMixin
 from .helpers import HelpersMixin
 from .payments import PaymentsMixin
@@ -26,7 +28,8 @@ from .wsgi import WsgiMixin
 
 
 class BillSimulator(HelpersMixin, WsgiMixin, SessionsMixin, GenericMixin, VendorsMixin, ClassificationsMixin,
-                    BillsMixin, PaymentsMixin, SubscriptionsMixin, WebhookDeliveryMixin, ControlMixin):
+                    BillsMixin, PaymentsMixin, SubscriptionsMixin, WebhookDeliveryMixin, ControlMixin, CreditsMixin,
+                    DocumentsMixin):
     """WSGI app simulating BILL v3 + connect-events. Knobs are plain attributes and may change at any time."""
 
     def __init__(self, *, seed=True, clock=None):

@@ -85,6 +85,10 @@ class PaymentsMixin:
             where = f"[VPM2.DocEntry][line: {index}]"
             invoice_type = self._coerce_in(INVOICE_TYPE, line.get("InvoiceType") or "it_PurchaseInvoice",
                                            "InvoiceType", "PaymentInvoice")
+            if invoice_type == "it_PurchaseCreditNote":  # credit_notes.py: a negative line, lowers the total
+                amount = self._coerce_in(NUM, line.get("SumApplied"), "SumApplied", "PaymentInvoice")
+                result.append(self._credit_note_application(card_code, line, amount, where))
+                continue
             if invoice_type != "it_PurchaseInvoice":
                 raise SapError(400, -10, f"Only it_PurchaseInvoice lines are supported by the simulator {where}")
             doc_entry = self._coerce_in(INT, line.get("DocEntry"), "DocEntry", "PaymentInvoice")
@@ -138,12 +142,17 @@ class PaymentsMixin:
         rate = invoice["DocRate"]
         fc = invoice["DocCurrency"] != self.local_currency
         line = dict.fromkeys(PAYMENT_INVOICE.fields)
-        line.update({"LineNum": index, "DocEntry": invoice["DocEntry"], "SumApplied": amount,
+        memo = self.is_credit_note(invoice)
+        shown = (amount if self.credit_note_sum_sign == "negative" else -amount) if memo else amount
+        line.update({"LineNum": index, "DocEntry": invoice["DocEntry"], "SumApplied": shown,
                      "AppliedFC": _q2(amount / rate) if fc else ZERO, "AppliedSys": amount, "DocRate": rate,
-                     "InvoiceType": "it_PurchaseInvoice", "InstallmentId": 1, "DiscountPercent": ZERO})
+                     "InvoiceType": "it_PurchaseCreditNote" if memo else "it_PurchaseInvoice", "InstallmentId": 1,
+                     "DiscountPercent": ZERO})
         return line
 
     def _apply_to_invoice(self, invoice: dict, amount: Decimal):
+        if self.is_credit_note(invoice):
+            return self._apply_to_credit_note(invoice, amount)
         invoice["PaidToDate"] += amount
         if invoice["DocCurrency"] != self.local_currency:
             invoice["PaidToDateFC"] = _q2(invoice["PaidToDate"] / invoice["DocRate"])
@@ -176,6 +185,9 @@ class PaymentsMixin:
             row["Cancelled"], row["CancelStatus"] = "tYES", "csYes"
             self._touch(row)
             for line in row["PaymentInvoices"]:
+                if line["InvoiceType"] == "it_PurchaseCreditNote":
+                    self._reverse_on_credit_note(line["DocEntry"], line["SumApplied"])
+                    continue
                 self._reverse_on_invoice(line["DocEntry"], line["SumApplied"])
             self._changed("VendorPayments")
             return _copy_row(row)

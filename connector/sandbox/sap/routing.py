@@ -28,6 +28,8 @@ class RoutingMixin:
                 raise SapError(400, -5006, NOT_SUPPORTED_MESSAGE)
             return _json_response(ctx.version, 200, {META[ctx.version]: ctx.metadata("AdminInfo"), **self.admin_info()})
         match = _RESOURCE_RE.match(resource)
+        if match and match.group("set") == "Attachments2" and match.group("sub") == "$value":
+            return self._attachment_value(ctx, method, match.group("key") or "")  # attachments.py
         es = ENTITY_SETS.get(match.group("set")) if match else None
         if es is None:
             segment = match.group("set") if match else resource.split("/")[0]

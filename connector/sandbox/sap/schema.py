@@ -204,7 +204,7 @@ ENTITY_SETS = {es.name: es for es in (
                writable=True),
     _EntitySet("BusinessPlaces", BUSINESS_PLACE, "BPLID"),
     _EntitySet("Projects", PROJECT, "Code"),
-    _EntitySet("PurchaseCreditNotes", DOCUMENT, "DocEntry", actions=("Cancel", "Close", "Reopen")),
+    _EntitySet("PurchaseCreditNotes", DOCUMENT, "DocEntry", actions=("Cancel",)),
     _EntitySet("Attachments2", ATTACHMENT, "AbsoluteEntry"),
 )}
 

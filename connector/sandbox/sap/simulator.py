@@ -8,8 +8,10 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from .. import catalog
+from .attachments import AttachmentsMixin
 from .company import CompanyMixin
 from .control import ControlMixin
+from .credit_notes import CreditNotesMixin
 from .invoices import InvoicesMixin
 from .master_data import MasterDataMixin
 from .payments import PaymentsMixin
@@ -25,7 +27,8 @@ from .wsgi import WsgiMixin
 
 
 class SapSimulator(WsgiMixin, SessionsMixin, RoutingMixin, QueryMixin, WritesMixin, MasterDataMixin, ValidationMixin,
-                   InvoicesMixin, PaymentsMixin, SeedingMixin, CompanyMixin, ControlMixin):
+                   InvoicesMixin, PaymentsMixin, SeedingMixin, CompanyMixin, ControlMixin, CreditNotesMixin,
+                   AttachmentsMixin):
     """SAP B1 Service Layer simulator; call it as a WSGI app, drive it with its knobs and helpers.
 
     `seed=True` loads catalog.py master data (vendors, accounts, cost centres, tax codes...), no invoices;

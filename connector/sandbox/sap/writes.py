@@ -44,6 +44,8 @@ class WritesMixin:
     def _run_action(self, es: _EntitySet, key, action: str):
         if es.name == "PurchaseInvoices":
             {"Cancel": self.cancel_invoice, "Close": self.close_invoice, "Reopen": self.reopen_invoice}[action](key)
+        elif es.name == "PurchaseCreditNotes":
+            self.cancel_credit_note(key)
         else:
             self.cancel_payment(key, by_current_date=action == "CancelbyCurrentSystemDate")
 
