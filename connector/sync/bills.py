@@ -13,10 +13,13 @@ looked up in BILL again after it is claimed and before it is sent. What happened
 in bulk after each BILL request (outcome fields only, never the SAP document another run may have just read).
 """
 
+import contextvars
 import hashlib
 import json
 import re
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 
@@ -50,6 +53,7 @@ Step = InvoiceRecord.Step
 STREAM = "sap-purchase-invoices"
 BULK_LIMIT = 100  # BILL: at most 100 bills per bulk create
 CHUNK = 100
+MAX_BULKS_IN_FLIGHT = 3  # BILL: 3 requests in flight per organization (the limiter holds the rest back)
 HAND_ENTRY_WINDOW = timedelta(days=90)  # a bill keyed by hand this long before the vendor's invoice date is found
 MAX_AUTO_ATTEMPTS = 5  # failed records are retried by each run up to this; replay resets it
 CLAIM_TTL = timedelta(minutes=10)  # only for claims made before claims named their lease (claimed_by empty)
@@ -160,6 +164,8 @@ class BillSync(SyncStep):
         self._notes = []  # (record, message): timeline notes of the read phase, written with the page
         self._asked_for_reference = False
         self.more = False  # a bounded run stopped with work left
+        self._executor = None  # threads for bulk creates in flight (see _pool)
+        self._in_flight = deque()  # (batch, future, started) of bulk creates sent, answer not taken in yet
 
     # --- phase 1: read ------------------------------------------------------------------------------------
     def read_changes(self, until=None):
@@ -410,9 +416,15 @@ class BillSync(SyncStep):
                 self._update(record)
             for record in archives:
                 self._archive(record, book)
+            self._settle()  # keeps up to BILL's limit of bulk creates in flight into the next chunk
             self._flush()
             done += len(chunk)
             self.out(f"  processed {done} invoices")
+        self._settle(wait_all=True)
+        self._flush()
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
         return self.summary
 
     def _ensure_vendors(self, chunk, book):
@@ -566,19 +578,74 @@ class BillSync(SyncStep):
             return bool(record.create_attempted_at and record.create_attempted_at >= timezone.now() - CLAIM_TTL)
         return record.claimed_by == self.lease.token or bool(leases.alive({record.claimed_by}))
 
-    def _send_batch(self, batch, claimed=False):
+    # --- bulk creates in flight: up to BILL's 3 per organization at once ----------------------------------
+    def _pool(self):
+        """Threads for the bulk creates of this run, or None where they cannot overlap.
+
+        Only outside a database transaction: inside one (a caller's atomic block) a worker thread's own connection
+        would wait for locks this thread holds."""
+        from django.conf import settings
+        from django.db import connection as db
+
+        width = max(1, min(settings.BILL_MAX_IN_FLIGHT, MAX_BULKS_IN_FLIGHT))
+        if self.dry_run or width == 1 or db.in_atomic_block:
+            return None
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=width, thread_name_prefix="bill-bulk")
+        return self._executor
+
+    def _post_in_thread(self, batch):
+        try:
+            return self._post_logged(batch)
+        finally:
+            connections.close_all()  # this worker thread's own database connections
+
+    def _post_logged(self, batch):
+        if self.sync_run is not None:
+            with trail.about_run(self.sync_run):
+                return self._post(batch)
+        return self._post(batch)
+
+    def _settle(self, wait_all=False):
+        """Take in the answers of bulk creates in flight (the oldest first), down to fewer than the pool's width."""
+        pool = self._executor
+        limit = 0 if wait_all or pool is None else pool._max_workers - 1
+        while len(self._in_flight) > limit:
+            batch, future, started = self._in_flight.popleft()
+            try:
+                created = future.result()
+            except Exception as exc:  # noqa: BLE001 - handled like the same failure of a synchronous post
+                self._outcome(batch, started, None, exc)
+            else:
+                self._outcome(batch, started, created, None)
+
+    def _send_batch(self, batch, claimed=False, wait=False):
         if not claimed:
             batch = self._claim(batch)
         if not batch:
             self._flush()
             return
         started = time.monotonic()
+        pool = None if wait else self._pool()
+        if pool is not None:
+            # its answer is taken in by _settle() (when the pool is full, at the end of the chunk, or of the run);
+            # its records stay claimed (`creating`) meanwhile
+            self._in_flight.append((batch, pool.submit(contextvars.copy_context().run, self._post_in_thread, batch),
+                                    started))
+            self._settle()
+            return
         try:
-            if self.sync_run is not None:
-                with trail.about_run(self.sync_run):
-                    created = self._post(batch)
-            else:
-                created = self._post(batch)
+            created = self._post_logged(batch)
+        except Exception as exc:  # noqa: BLE001 - sorted out by _outcome
+            self._outcome(batch, started, None, exc)
+        else:
+            self._outcome(batch, started, created, None)
+
+    def _outcome(self, batch, started, created, error):
+        """What a (bulk) create's answer means for its records: created, adopted, refused, or unknown (looked up)."""
+        try:
+            if error is not None:
+                raise error
         except ResponseLost as exc:
             self._log_exchange(batch, started, None, str(exc))
             self._recover_lost(batch, exc)
@@ -590,12 +657,12 @@ class BillSync(SyncStep):
                 # All-or-nothing: one bad bill sank the request. Halve until the culprit stands alone (the
                 # records stay claimed by us meanwhile; BILL created none of them).
                 middle = len(batch) // 2
-                self._send_batch(batch[:middle], claimed=True)
-                self._send_batch(batch[middle:], claimed=True)
+                self._send_batch(batch[:middle], claimed=True, wait=True)
+                self._send_batch(batch[middle:], claimed=True, wait=True)
                 return
             if len(batch) == 1 and _duplicate_number(exc) and self._make_number_unique(batch[0]):
                 # BILL may refuse a vendor's repeated invoice number (unconfirmed); the contract wants two bills.
-                self._send_batch(batch, claimed=True)
+                self._send_batch(batch, claimed=True, wait=True)
                 return
             for record in batch:
                 self._fail(record, f"BILL refused the bill: {exc}")
