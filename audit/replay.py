@@ -39,26 +39,34 @@ LEASE_WAIT = 60.0  # seconds a replay waits for a running sync of the same conne
 RESULTS_KEPT = 500
 
 INVOICE, PAYMENT, VENDOR, EVENT = "invoicerecord", "paymentrecord", "vendorlink", "webhookevent"
-TYPE_ORDER = (VENDOR, INVOICE, PAYMENT, EVENT)  # vendors first: invoices need them
-TYPE_NAMES = {"invoice": INVOICE, "payment": PAYMENT, "vendor": VENDOR, "event": EVENT}
-TYPE_WORDS = {INVOICE: "invoice", PAYMENT: "payment", VENDOR: "vendor", EVENT: "webhook event"}
+CREDIT, ATTACHMENT = "creditmemorecord", "attachmentrecord"  # A/P credit memos, invoice attachments (issue 13)
+TYPE_ORDER = (VENDOR, CREDIT, INVOICE, ATTACHMENT, PAYMENT, EVENT)  # vendors first: invoices need them
+TYPE_NAMES = {"invoice": INVOICE, "payment": PAYMENT, "vendor": VENDOR, "event": EVENT, "credit": CREDIT,
+              "attachment": ATTACHMENT}
+TYPE_WORDS = {INVOICE: "invoice", PAYMENT: "payment", VENDOR: "vendor", EVENT: "webhook event", CREDIT: "credit memo",
+              ATTACHMENT: "attachment"}
 REPLAYABLE = {
     INVOICE: ("held", "failed", "flagged", "pending", "creating"),
     PAYMENT: ("failed", "flagged", "pending", "posting", "waiting"),
     VENDOR: ("failed", "pending", "creating", "review", "invalid"),
     EVENT: ("failed", "pending"),
+    CREDIT: ("held", "failed", "flagged", "pending", "creating"),
+    ATTACHMENT: ("failed", "refused", "pending", "uploading"),
 }
-STEP_OF_TYPE = {VENDOR: "vendors", INVOICE: "bills", PAYMENT: "payments", EVENT: "payments"}
-NEEDS = {VENDOR: ("sap", "bill"), INVOICE: ("bill",), PAYMENT: ("bill", "sap"), EVENT: ("bill", "sap")}
+STEP_OF_TYPE = {VENDOR: "vendors", INVOICE: "bills", PAYMENT: "payments", EVENT: "payments", CREDIT: "credits",
+                ATTACHMENT: "documents"}
+NEEDS = {VENDOR: ("sap", "bill"), INVOICE: ("bill",), PAYMENT: ("bill", "sap"), EVENT: ("bill", "sap"),
+         CREDIT: ("bill",), ATTACHMENT: ("sap", "bill")}
 
 SUCCEEDED, STILL_FAILING, NOTHING_TO_DO, NOT_REPLAYED = "succeeded", "still_failing", "nothing_to_do", "not_replayed"
 
 
 def record_models():
-    from connector.models import InvoiceRecord, PaymentRecord, WebhookEvent
+    from connector.models import AttachmentRecord, CreditMemoRecord, InvoiceRecord, PaymentRecord, WebhookEvent
     from mappings.models import VendorLink
 
-    return {INVOICE: InvoiceRecord, PAYMENT: PaymentRecord, VENDOR: VendorLink, EVENT: WebhookEvent}
+    return {INVOICE: InvoiceRecord, PAYMENT: PaymentRecord, VENDOR: VendorLink, EVENT: WebhookEvent,
+            CREDIT: CreditMemoRecord, ATTACHMENT: AttachmentRecord}
 
 
 def record_type_of(value):
@@ -79,6 +87,10 @@ def label(record):
         return f"payment #{record.pk} (BILL payment {record.bill_payment_id})"
     if kind == VENDOR:
         return f"vendor #{record.pk} {record.card_code} {record.card_name}".rstrip()
+    if kind == CREDIT:
+        return f"credit memo #{record.pk} {record.doc_num or '-'} (SAP DocEntry {record.doc_entry}, {record.card_code})"
+    if kind == ATTACHMENT:
+        return f"attachment #{record.pk} {record.file_name}"
     return f"webhook event #{record.pk} {record.event_type} {record.event_id}"
 
 
@@ -451,6 +463,43 @@ class _ConnectionReplay:
                 result, message = invoice_outcome(record)
                 self.report(record, result, message)
 
+    # --- credit memos and attachments (connector/sync/credits.py, documents.py) ------------------------------
+    def _replay_creditmemorecord(self, pks):
+        from connector.models import CreditMemoRecord
+        from connector.sync.credits import CreditSync
+
+        sync = CreditSync(self.conn, self.sap, self.bill, run=self.run_record)
+        for start in range(0, len(pks), CHUNK):
+            todo = self._split(CREDIT, self._load(CREDIT, pks[start:start + CHUNK]))
+            ids = [r.pk for r in todo]
+            # flagged: a person says "fixed, try again"; the look-up before create still adopts a credit that exists
+            CreditMemoRecord.objects.filter(pk__in=ids, status=CreditMemoRecord.Status.FLAGGED).update(
+                status=CreditMemoRecord.Status.PENDING)
+            CreditMemoRecord.objects.filter(pk__in=ids).update(attempts=0)
+            try:
+                sync.process(only_ids=ids)
+            except RemoteError as exc:
+                self._guard(list(CreditMemoRecord.objects.filter(pk__in=ids)), exc, credit_outcome)
+                continue
+            for record in CreditMemoRecord.objects.filter(pk__in=ids).order_by("pk"):
+                self.report(record, *credit_outcome(record))
+
+    def _replay_attachmentrecord(self, pks):
+        from connector.models import AttachmentRecord
+        from connector.sync.documents import DocumentSync
+
+        sync = DocumentSync(self.conn, self.sap, self.bill, run=self.run_record)
+        for start in range(0, len(pks), CHUNK):
+            ids = [r.pk for r in self._split(ATTACHMENT, self._load(ATTACHMENT, pks[start:start + CHUNK]))]
+            AttachmentRecord.objects.filter(pk__in=ids).update(attempts=0)
+            try:
+                sync.run(only_ids=ids)  # only the files: their bill is left as it is
+            except RemoteError as exc:
+                self._guard(list(AttachmentRecord.objects.filter(pk__in=ids)), exc, attachment_outcome)
+                continue
+            for record in AttachmentRecord.objects.filter(pk__in=ids).order_by("pk"):
+                self.report(record, *attachment_outcome(record))
+
     # --- payments ---------------------------------------------------------------------------------------------
     def _replay_paymentrecord(self, pks):
         from connector.models import PaymentRecord
@@ -546,6 +595,23 @@ def invoice_outcome(record):
                                "if that worker stopped, the next sync or replay takes it over at once")
     words = {"held": "still held", "failed": "still failing", "flagged": "still needs a person"}.get(status, status)
     return STILL_FAILING, f"{words}: {record.last_error or record.get_status_display()}"
+
+
+def credit_outcome(record):
+    if record.status == "synced":
+        return SUCCEEDED, f"synced (BILL vendor credit {record.credit_id}" + (
+            f", applied to bill {record.applied_bill_id})" if record.applied_bill_id else ")")
+    if record.status in ("archived", "skipped"):
+        return SUCCEEDED, f"{record.get_status_display()}: {record.last_error}".rstrip(": ")
+    if record.status == "pending":
+        return SUCCEEDED, record.last_error or "pending"
+    return STILL_FAILING, f"{record.get_status_display()}: {record.last_error}"
+
+
+def attachment_outcome(record):
+    if record.status in ("uploaded", "processing"):
+        return SUCCEEDED, f"{record.file_name}: {record.get_status_display()} (BILL bill {record.bill_id})"
+    return STILL_FAILING, f"{record.get_status_display()}: {record.last_error}"
 
 
 def payment_outcome(record):

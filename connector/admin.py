@@ -429,3 +429,6 @@ class SyncRunAdmin(TenantScopedAdmin):
     @admin.display(description="error")
     def error_text(self, obj):
         return format_html('<pre style="white-space: pre-wrap">{}</pre>', shown_error(obj.error))
+
+
+from . import admin_documents  # noqa: E402,F401  (credit memos and attachments: registered there)

@@ -208,3 +208,21 @@ def test_positive_reading_of_the_credit_line_sign(ready, sap_sim, bill_sim):
     posted = [p for p in sap_sim.entities("VendorPayments") if p["TransferReference"] == payment["id"]]
     assert len(posted) == 1 and posted[0]["TransferSum"] == Decimal("40.00")
     assert PaymentRecord.objects.get(bill_payment_id=payment["id"]).status == "posted"
+
+
+def test_replay_of_a_held_credit_memo_after_mapping_sends_one_credit(ready, sap_sim, bill_sim):
+    from django.core.management import call_command
+
+    from mappings.models import BillAccount, SapAccount
+
+    cm = sap_sim.add_credit_note("V1000", [line("6900", "25.00")], num_at_card="RPL-CM")
+    cycle(ready, "credits")
+    assert memo(ready, cm["DocEntry"]).status == Status.HELD
+    row = SapAccount.objects.get(connection=ready, code="6900")
+    row.bill_account = BillAccount.objects.filter(connection=ready, archived=False).first()
+    row.refresh_status()
+    row.save()
+    call_command("replay", "demo-sandbox", "--type", "credit")
+    call_command("replay", "demo-sandbox", "--type", "credit")  # nothing left to replay: never a second credit
+    assert memo(ready, cm["DocEntry"]).status == Status.SYNCED
+    assert len(credits_of(bill_sim, cm["DocEntry"])) == 1

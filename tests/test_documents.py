@@ -121,3 +121,22 @@ def test_unreachable_attachments_folder_is_retried_and_the_replay_sends_only_the
     assert record.status == Status.UPLOADED
     assert bill_sim.requests_by_path.get("POST /v3/bills/bulk", 0) + bill_sim.requests_by_path.get("POST /v3/bills", 0) \
         == bills_before
+
+
+def test_replay_of_a_refused_attachment_sends_only_that_file(ready, sap_sim, bill_sim):
+    from django.core.management import call_command
+
+    doc, entry = invoice_with(sap_sim, [{"name": "later", "ext": "pdf", "size": 2000, "missing": True}], ref="RPL-1")
+    bill_sim.instant_upload_bytes = 10_000
+    cycle(ready)
+    record = files_of(ready, doc)["later.pdf"]
+    assert record.status == Status.REFUSED
+    seed, size, _ = sap_sim.attachment_file(entry, "later.pdf")
+    sap_sim._attachment_files[(entry, "later.pdf")] = (seed, size, False)  # a person put the file back in SAP
+    writes_before = {k: v for k, v in bill_sim.requests_by_path.items() if "/v3/bills" in k and not k.startswith("GET")}
+    call_command("replay", "demo-sandbox", "--type", "attachment")
+    record.refresh_from_db()
+    assert record.status == Status.UPLOADED
+    assert [d["name"] for d in bill_sim.bill_documents(bill_id(ready, doc))] == ["later.pdf"]
+    assert {k: v for k, v in bill_sim.requests_by_path.items() if "/v3/bills" in k and not k.startswith("GET")} \
+        == writes_before  # the bill itself was not sent again

@@ -69,6 +69,14 @@ def _factories():
         made[sap_name] = (lambda conn, n, sap_model=sap_model, target=target, bill_row=bill_row:
                           sap_model.objects.create(connection=conn, code=f"R{n}", name="Region", source="dimension2",
                                                    **{target: bill_row(conn, n + 50)}))
+    from connector.models import AttachmentRecord, CreditMemoRecord
+
+    made["CreditMemoRecord"] = lambda conn, n: CreditMemoRecord.objects.create(
+        connection=conn, doc_entry=500 + n, doc_num=str(500 + n), card_code="V1", status="held",
+        last_error="SAP account 6900 has no BILL mapping", doc_total=Decimal("4.00"))
+    made["AttachmentRecord"] = lambda conn, n: AttachmentRecord.objects.create(
+        connection=conn, invoice=made["InvoiceRecord"](conn, n + 50), attachment_entry=n, file_name=f"f{n}.pdf",
+        status="refused", last_error="too large")
     try:
         from audit.models import ReplayJob
 

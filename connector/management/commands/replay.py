@@ -50,7 +50,8 @@ class Command(OperatorCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("name", help="connection name, or TENANT/NAME")
-        parser.add_argument("--type", dest="record_type", default="invoice", help="invoice (default), payment, vendor or event")
+        parser.add_argument("--type", dest="record_type", default="invoice",
+                            help="invoice (default), payment, vendor, event, credit (A/P credit memo) or attachment")
         parser.add_argument("--status", action="append", default=[], metavar="STATUS",
                             help="only records in this status (repeatable, or comma-separated)")
         parser.add_argument("--record", nargs="+", action="extend", default=[], metavar="ID",

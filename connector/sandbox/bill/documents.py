@@ -53,7 +53,8 @@ class DocumentsMixin:
         if not size:
             raise _bad("Invalid request body: the file is empty.")
         upload_id = self._new_id("0du")
-        doc = {"uploadId": upload_id, "documentId": None, "billId": bill_id, "name": name, "size": size,
+        doc = {"id": upload_id, "uploadId": upload_id, "documentId": None, "billId": bill_id, "name": name,
+               "size": size,
                "sha256": digest.hexdigest(), "createdTime": ctx.now, "polls": self.upload_polls,
                "started": self._now_ts()}
         ctx.org.documents[upload_id] = doc

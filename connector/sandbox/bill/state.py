@@ -47,7 +47,7 @@ class _Org:
             "vendors": self.vendors, "bills": self.bills, "payments": self.payments,
             "chart-of-accounts": self.accounts, "accounts": self.accounts, "departments": self.departments,
             "subscriptions": self.subscriptions, "accounting-classes": self.classes, "locations": self.locations,
-            "jobs": self.jobs, "vendor-credits": self.vendor_credits,
+            "jobs": self.jobs, "vendor-credits": self.vendor_credits, "documents": self.documents,
         }[kind]
 
 
