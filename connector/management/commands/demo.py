@@ -54,6 +54,7 @@ class Command(BaseCommand):
             "schedule": {"minutes": 15}, "sync_from": "2026-01-01",
             "allow_private_network": True,  # the sandbox listens on loopback
         }
+        self.conn_file = conn_file
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
             json.dump(conn_file, fh)
         self.cli("connection", "apply", fh.name)
@@ -83,7 +84,10 @@ class Command(BaseCommand):
         self.section("6. Month-end: reconcile SAP and BILL (someone archived a bill by hand in BILL)")
         self.month_end()
 
-        self.section("7. Summary")
+        self.section("7. The rest of an AP week: a credit memo, an invoice PDF, a line coded to a location")
+        self.ap_week(sap_url)
+
+        self.section("8. Summary")
         self.cli("connection", "list")
         conn = Connection.objects.get(tenant__slug="demo", name="demo-sandbox")
         counts = {}
@@ -98,6 +102,44 @@ class Command(BaseCommand):
                           "   (host operator: every tenant)")
         self.stdout.write(f"       accounting editor of tenant 'demo' only:  user: demo-editor   password: {password}")
         self.stdout.write("Held invoices say what to map; map them under 'SAP G/L account mappings', then replay.")
+
+    def ap_week(self, sap_url):
+        """Dimension 2 (regions) → BILL locations; a credit memo applied to its invoice's bill; a bill with its PDF."""
+        from connector.clients.bill import BillClient
+        from connector.models import AttachmentRecord, CreditMemoRecord
+
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+            json.dump({**self.conn_file, "coding": {"department": "dimension1", "location": "dimension2"}}, fh)
+        self.cli("connection", "apply", fh.name)
+        Path(fh.name).unlink()
+        self.cli("sync", "demo-sandbox", "--step", "reference")
+        with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as fh:
+            fh.write("kind,sap_code,bill_id\nlocation,EAST,loc01SBX00000000EAST\nlocation,WEST,loc01SBX00000000WEST\n")
+        self.cli("mappings", "import", "demo-sandbox", fh.name)
+        Path(fh.name).unlink()
+        seeded = requests.post(f"{sap_url}/_sim/seed_ap_documents_demo", timeout=30).json()
+        self.stdout.write(f"(in SAP) invoice DocEntry {seeded['located_invoice']} with region EAST and a PDF; "
+                          f"credit memo DocEntry {seeded['credit_memo']} based on invoice {seeded['credited_invoice']}")
+        self.cli("sync", "demo-sandbox")
+        self.cli("sync", "demo-sandbox", "--step", "credits", "--step", "documents")  # BILL finished the upload
+        conn = Connection.objects.get(tenant__slug="demo", name="demo-sandbox")
+        bill = BillClient.for_connection(conn)
+        memo = CreditMemoRecord.objects.filter(connection=conn, doc_entry=seeded["credit_memo"]).first()
+        if memo and memo.applied_bill_id:
+            current = bill.get(f"/v3/bills/{memo.applied_bill_id}")
+            self.stdout.write(f"credit memo {memo.doc_num} -> BILL vendor credit {memo.credit_id} ({memo.doc_total}) "
+                              f"applied to bill {memo.applied_bill_id}: amount {current['amount']}, due "
+                              f"{current['dueAmount']}")
+        elif memo:
+            self.stdout.write(f"credit memo {memo.doc_num}: {memo.get_status_display()} {memo.last_error}")
+        located = InvoiceRecord.objects.filter(connection=conn, doc_entry=seeded["located_invoice"]).first()
+        if located and located.bill_id:
+            lines = bill.get(f"/v3/bills/{located.bill_id}")["billLineItems"]
+            self.stdout.write(f"invoice {located.doc_num} -> bill {located.bill_id}, line classifications: "
+                              + "; ".join(str(li.get("classifications")) for li in lines))
+            for doc in AttachmentRecord.objects.filter(invoice=located):
+                self.stdout.write(f"  attachment {doc.file_name} ({doc.size} bytes): {doc.get_status_display()}"
+                                  f" {doc.document_id or doc.last_error}")
 
     def branch_company(self, sap_url, bill_url):
         """Its invoices carry their SAP branch; one BILL payment over two branches becomes one SAP payment per

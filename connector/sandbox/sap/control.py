@@ -37,6 +37,7 @@ class ControlMixin:
             ("POST", "/_sim/invoices"): lambda: self._render_v1("PurchaseInvoices", self.add_invoice(**body)),
             ("POST", "/_sim/seed"): lambda: self._sim_seed(body),
             ("POST", "/_sim/seed_demo"): lambda: {"doc_entries": self.seed_demo_invoices()},
+            ("POST", "/_sim/seed_ap_documents_demo"): lambda: self.seed_ap_documents_demo(),  # credit_notes.py
             ("POST", "/_sim/expire_sessions"): lambda: self.expire_all_sessions() or {"ok": True},
             ("POST", "/_sim/clock"): lambda: self._sim_clock(body),
             ("POST", "/_sim/lose_next"): lambda: self.lose_next_response(**body) or {"ok": True},

@@ -138,3 +138,22 @@ class CreditNotesMixin:
     @staticmethod
     def is_credit_note(row):
         return row.get("DocObjectCode") == "oPurchaseCreditNotes"
+
+    def seed_ap_documents_demo(self) -> dict:
+        """The demo's AP-week documents: an invoice whose line carries a region (dimension 2, coded to a BILL
+        location) and a PDF; an invoice with an A/P credit memo based on it."""
+        from decimal import Decimal
+
+        def line(amount, **extra):
+            return {"AccountCode": "6100", "LineTotal": Decimal(amount), "TaxCode": "EX", "CostingCode": "ADMIN",
+                    "ItemDescription": "Office services", **extra}
+
+        located = self.add_invoice("V1000", [line("640.00", CostingCode2="EAST")], num_at_card="DEMO-LOC-1",
+                                   comments="East office fit-out")
+        self.attach_files(located["DocEntry"], [{"name": "DEMO-LOC-1", "ext": "pdf", "size": 150_000}])
+        credited = self.add_invoice("V1001", [line("400.00")], num_at_card="DEMO-CM-INV")
+        memo = self.add_credit_note("V1001", [line("100.00")], num_at_card="DEMO-CM-1", base_invoice=credited["DocEntry"],
+                                    comments="returned goods")
+        return {"located_invoice": located["DocEntry"], "credited_invoice": credited["DocEntry"],
+                "credit_memo": memo["DocEntry"]}
+
