@@ -165,25 +165,53 @@ class BillSync(SyncStep):
         self._asked_for_reference = False
         self.more = False  # a bounded run stopped with work left
         self._executor = None  # threads for bulk creates in flight (see _pool)
+        self._book = None  # the mappings, loaded once per run
+        self._handled = set()  # records this run has processed already (processing as it reads, then the rest)
         self._in_flight = deque()  # (batch, future, started) of bulk creates sent, answer not taken in yet
 
     # --- phase 1: read ------------------------------------------------------------------------------------
-    def read_changes(self, until=None):
-        """Read and record SAP's changed invoices (all of them, or until the monotonic time `until`)."""
+    def read_changes(self, until=None, send_as_read=False):
+        """Read and record SAP's changed invoices (all of them, or until the monotonic time `until`).
+
+        With `send_as_read`, SAP's next pages are fetched by a helper thread while this one records a page and
+        sends its invoices to BILL (bulk creates in flight meanwhile): reading, coding and sending overlap instead
+        of waiting for each other. The cursor still moves only with what is recorded (each page carries the
+        reader's position as it was when that page was read)."""
         cursor = SyncCursor.objects.filter(connection=self.connection, stream=STREAM).first()
         reader = DeltaReader(self.sap, "PurchaseInvoices", select=INVOICE_SELECT, sync_from=self.connection.sync_from,
                              extra_filter=self.connection.invoice_extra_filter)
-        for page in reader.pages(cursor.value if cursor else None):
-            docs = [self._with_lines(d) for d in page if sap_state(d) != "cancellation"]
-            docs += self._cancelled_originals(page, {int(d["DocEntry"]) for d in docs})
-            self.summary["read"] += len(docs)
-            if page:
-                self._record_page(docs, max(stamp_of(d) for d in page), reader)
-            self.out(f"  read {self.summary['read']} changed invoices from SAP")
-            if until is not None and time.monotonic() >= until and reader.resume:
-                self.more = True  # the cursor holds where the reader stopped: the next cycle reads on from there
-                return
-        if not self.dry_run:
+        pages = _positions(reader, cursor.value if cursor else None)
+        send_as_read = send_as_read and not self.dry_run  # a dry run prints its plan once, after reading
+        if send_as_read and not _in_transaction():
+            pages = _prefetched(pages)
+        ready, more = [], False
+        try:
+            for page, position in pages:
+                docs = [self._with_lines(d) for d in page if sap_state(d) != "cancellation"]
+                docs += self._cancelled_originals(page, {int(d["DocEntry"]) for d in docs})
+                self.summary["read"] += len(docs)
+                if page:
+                    self._record_page(docs, max(stamp_of(d) for d in page), position)
+                self.out(f"  read {self.summary['read']} changed invoices from SAP")
+                if send_as_read:
+                    ready.extend(int(d["DocEntry"]) for d in docs)
+                    while len(ready) >= CHUNK:
+                        self.process(doc_entries=ready[:CHUNK], final=False)
+                        ready = ready[CHUNK:]
+                if until is not None and time.monotonic() >= until and position["resume"]:
+                    more = True  # the cursor holds where the reader stopped: the next cycle reads on from there
+                    break
+        finally:
+            if hasattr(pages, "close"):
+                pages.close()
+        if ready:
+            self.process(doc_entries=ready, final=False)
+        if send_as_read:
+            self._settle(wait_all=True)  # every answer in before the rest (older pending, retries) is looked at
+            self._flush()
+        if more:
+            self.more = True
+        elif not self.dry_run:
             self._finish_read(reader)
 
     def _cancelled_originals(self, page, seen):
@@ -220,7 +248,7 @@ class BillSync(SyncStep):
                 cursor.value = value
                 cursor.save()
 
-    def _record_page(self, docs, page_stamp, reader=None):
+    def _record_page(self, docs, page_stamp, position=None):
         """Record one page of invoices and move the cursor past it, in one transaction.
 
         The ledger rows are read inside the transaction (locked where the database can), so an overlapping
@@ -254,12 +282,12 @@ class BillSync(SyncStep):
             value = dict(cursor.value or {})
             if value.get("stamp", "") < page_stamp:
                 value["stamp"] = page_stamp
-            if reader is not None:
+            if position is not None:
                 # how long this read has been going (the next read re-reads that much more), and where it would go
                 # on if it is cut short here (see delta.py)
-                value["read_seconds"] = reader.elapsed()
-                if reader.resume:
-                    value.update(resume=reader.resume, read_started=reader.started)
+                value["read_seconds"] = position["elapsed"]
+                if position["resume"]:
+                    value.update(resume=position["resume"], read_started=position["started"])
                 else:
                     value.pop("resume", None)
                     value.pop("read_started", None)
@@ -357,7 +385,7 @@ class BillSync(SyncStep):
             record.attempts = 0
 
     # --- phase 2: process ----------------------------------------------------------------------------------
-    def pending_records(self, only_ids=None):
+    def pending_records(self, only_ids=None, doc_entries=None):
         """Records that need something in BILL, in chunks (the whole set is never held in memory)."""
         if self.dry_run:
             db = InvoiceRecord.objects.filter(connection=self.connection, status__in=[
@@ -370,7 +398,9 @@ class BillSync(SyncStep):
                 yield records[start:start + CHUNK]
             return
         qs = InvoiceRecord.objects.filter(connection=self.connection)
-        if only_ids is not None:
+        if doc_entries is not None:
+            qs = qs.filter(doc_entry__in=doc_entries, status__in=[Status.PENDING, Status.HELD])
+        elif only_ids is not None:
             qs = qs.filter(pk__in=only_ids)
         else:
             qs = qs.filter(Q(status__in=[Status.PENDING, Status.HELD, Status.CREATING])
@@ -383,11 +413,20 @@ class BillSync(SyncStep):
             last = chunk[-1].pk
             yield chunk
 
-    def process(self, only_ids=None, until=None):
-        """Send what BILL needs for every pending record (or until the monotonic time `until`, chunk by chunk)."""
-        book = MappingBook.load(self.connection)
+    def process(self, only_ids=None, until=None, doc_entries=None, final=True):
+        """Send what BILL needs for every pending record (or until the monotonic time `until`, chunk by chunk).
+
+        `doc_entries`: only these invoices (the page just read). `final=False` leaves bulk creates in flight for
+        the next call; the last call takes in every answer."""
+        if self._book is None:
+            self._book = MappingBook.load(self.connection)
+        book = self._book
         done = 0
-        for chunk in self.pending_records(only_ids):
+        for chunk in self.pending_records(only_ids, doc_entries):
+            chunk = [r for r in chunk if r.pk is None or r.pk not in self._handled]  # once per run
+            self._handled.update(r.pk for r in chunk if r.pk is not None)
+            if not chunk:
+                continue
             if until is not None and done and time.monotonic() >= until:
                 self.more = True
                 break
@@ -420,6 +459,8 @@ class BillSync(SyncStep):
             self._flush()
             done += len(chunk)
             self.out(f"  processed {done} invoices")
+        if not final:
+            return self.summary
         self._settle(wait_all=True)
         self._flush()
         if self._executor is not None:
@@ -1041,6 +1082,60 @@ class BillSync(SyncStep):
             record.status, record.last_error = Status.PENDING, ""
         self._event(record, AuditEvent.Kind.NOTE, "SAP changed the invoice while it was being sent; planned again",
                     before, {"status": record.status, "next_step": record.next_step})
+
+
+def _in_transaction():
+    from django.db import connection as db
+
+    return db.in_atomic_block
+
+
+def _positions(reader, cursor_value):
+    """(page, position) pairs: where the reader was when it read each page (see BillSync._record_page)."""
+    for page in reader.pages(cursor_value):
+        yield page, {"resume": reader.resume, "started": reader.started, "elapsed": reader.elapsed()}
+
+
+def _prefetched(pairs, depth=2):
+    """Iterate `pairs` in a helper thread, at most `depth` pages ahead (SAP is read while the caller works)."""
+    import queue
+    import threading
+
+    box = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+    context = contextvars.copy_context()
+
+    def fetch():
+        try:
+            for item in pairs:
+                while not stop.is_set():
+                    try:
+                        box.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread, raised there
+            box.put(exc)
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=context.run, args=(fetch,), name="sap-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = box.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join(30)
 
 
 def _duplicate_number(exc):

@@ -181,10 +181,11 @@ def step_bills(connection, sap, bill, *, dry_run, out, run, deadline=None):
             step_reference(connection, sap, bill, dry_run=False, out=out, run=run, force=True)
     sync = BillSync(connection, sap, bill, dry_run=dry_run, out=out, run=run)
     if deadline is None:
-        sync.read_changes()
+        sync.read_changes(send_as_read=True)
         return sync.process()
     now = time.monotonic()
-    sync.read_changes(until=now + (deadline - now) / 2)  # half for reading, the rest (at least) for sending
+    # half for reading (sending as it reads), the rest (at least) for what is left to send
+    sync.read_changes(until=now + (deadline - now) / 2, send_as_read=True)
     summary = sync.process(until=deadline)
     if sync.more:
         summary["more"] = 1
