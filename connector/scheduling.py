@@ -39,13 +39,22 @@ def sync_schedule(conn):
     return Schedule.objects.create(name=name, **defaults)
 
 
+def due_after(conn, last_started):
+    """When the cycle after one started at `last_started` is due (the interval, or the cron's next time)."""
+    from datetime import timedelta
+
+    if conn.schedule_cron:
+        from croniter import croniter
+
+        return croniter(conn.schedule_cron, timezone.localtime(last_started)).get_next(type(last_started))
+    return last_started + timedelta(minutes=conn.schedule_minutes or 15)
+
+
 def schedule_state(conn, now=None):
     """When the connection last ran, when its next cycle was due, and how far behind its schedule it is.
 
     {"last_started", "due_at", "behind_minutes", "backlog"}: `behind_minutes` counts from when the next cycle was
     due (last start + interval, or the cron's next time) to now, 0 when it is not late or not scheduled."""
-    from datetime import timedelta
-
     from .models import InvoiceRecord, SyncRun
 
     now = now or timezone.now()
@@ -55,12 +64,7 @@ def schedule_state(conn, now=None):
     state = {"last_started": last, "due_at": None, "behind_minutes": 0, "backlog": backlog}
     if last is None or not conn.enabled:
         return state
-    if conn.schedule_cron:
-        from croniter import croniter
-
-        due = croniter(conn.schedule_cron, timezone.localtime(last)).get_next(type(last))
-    else:
-        due = last + timedelta(minutes=conn.schedule_minutes or 15)
+    due = due_after(conn, last)
     state["due_at"] = due
     state["behind_minutes"] = max(0, int((now - due).total_seconds() // 60))
     return state

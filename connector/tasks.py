@@ -93,5 +93,8 @@ def sweep():
     from .leases import prune
 
     prune()  # leases left by killed workers (a live holder renews its own)
+    from .host import warn_operators_about_budgets
+
+    warn_operators_about_budgets()  # once per developer key and hour, past 80 % of its BILL budget
     requeued = sweep_jobs()
     return f"processed {done} pending webhook events; re-queued replay jobs: {requeued}"

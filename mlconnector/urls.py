@@ -10,6 +10,7 @@ admin.site.site_title = "ml-connector"
 admin.site.index_title = "SAP Business One ↔ BILL"
 
 urlpatterns = [
+    path("admin/host/", views.host_page, name="host-page"),  # before the admin's catch-all
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("webhooks/bill/<str:token>/", webhooks.bill_webhook, name="bill-webhook"),
