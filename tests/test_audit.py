@@ -62,7 +62,9 @@ def test_no_secret_session_or_cookie_is_ever_stored_in_audit_data(synced, sap_si
     dump = json.dumps(list(AuditEvent.objects.values()), default=str)
     assert AuditEvent.objects.filter(kind="exchange").count() > 3
     for secret in secrets:
-        assert secret not in dump, f"secret {secret[:3]}… found in audit data"
+        # a short secret (SAP's demo password "1234") also occurs by chance in ids and times: look for it as a value
+        needle = secret if len(secret) >= 8 else json.dumps(secret)
+        assert needle not in dump, f"secret {secret[:3]}… found in audit data"
     assert '"Password": "***"' in dump or '"password": "***"' in dump  # login bodies are kept, redacted
 
 
