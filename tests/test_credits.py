@@ -226,3 +226,30 @@ def test_replay_of_a_held_credit_memo_after_mapping_sends_one_credit(ready, sap_
     call_command("replay", "demo-sandbox", "--type", "credit")  # nothing left to replay: never a second credit
     assert memo(ready, cm["DocEntry"]).status == Status.SYNCED
     assert len(credits_of(bill_sim, cm["DocEntry"])) == 1
+
+
+def test_both_readings_of_the_bill_payment_amount(ready):
+    """billPayments[].amount may be the money paid (60) or include the credit (80): either way the invoice gets 80
+    and the memo 20, and a credit from a memo based on that invoice adds no memo line."""
+    from connector.sync.credit_payments import credit_lines, memo_total, with_credits
+
+    invoice = InvoiceRecord.objects.create(connection=ready, doc_entry=7, doc_num="307", card_code="V1000", bill_id="b1")
+    CreditMemoRecord.objects.create(connection=ready, doc_entry=9, doc_num="509", card_code="V1000", credit_id="vcrA")
+    CreditMemoRecord.objects.create(connection=ready, doc_entry=10, doc_num="510", card_code="V1000", credit_id="vcrB",
+                                    base_entry=7)
+    for part_amount in ("60.00", "80.00"):
+        part = {"billId": "b1", "amount": part_amount, "vendorCredits": [{"id": "vcrA", "amount": "20.00"}]}
+        allocations = with_credits(ready, "stp1", {"amount": "60.00"}, [part], [{"bill_id": "b1", "amount": part_amount}],
+                                   {"b1": invoice})
+        assert allocations[0]["amount"] == "80.00" and allocations[0]["paid"] == "60.00"
+        assert memo_total(allocations) == Decimal("20.00")
+        assert credit_lines(allocations, 1, -1) == [{"LineNum": 1, "DocEntry": 9, "InvoiceType": "it_PurchaseCreditNote",
+                                                     "SumApplied": -20.0}]
+    based = {"billId": "b1", "amount": "60.00", "vendorCredits": [{"id": "vcrB", "amount": "20.00"}]}
+    allocations = with_credits(ready, "stp2", {"amount": "60.00"}, [based], [{"bill_id": "b1", "amount": "60.00"}],
+                               {"b1": invoice})
+    assert allocations[0]["amount"] == "60.00" and "credit_memos" not in allocations[0]
+    stranger = {"billId": "b1", "amount": "60.00", "vendorCredits": [{"id": "vcrX", "amount": "5.00"}]}
+    with pytest.raises(ValueError, match="not made from an SAP credit memo by ml-connector"):
+        with_credits(ready, "stp3", {"amount": "60.00"}, [stranger], [{"bill_id": "b1", "amount": "60.00"}],
+                     {"b1": invoice})
