@@ -253,3 +253,11 @@ def test_both_readings_of_the_bill_payment_amount(ready):
     with pytest.raises(ValueError, match="not made from an SAP credit memo by ml-connector"):
         with_credits(ready, "stp3", {"amount": "60.00"}, [stranger], [{"bill_id": "b1", "amount": "60.00"}],
                      {"b1": invoice})
+
+
+def test_a_failing_credit_memo_read_does_not_stop_billing(ready, sap_sim, bill_sim):
+    doc = sap_sim.add_invoice("V1000", [line("6100", "33.00")], num_at_card="STILL-BILLED")
+    sap_sim.fail_next("GET", "PurchaseCreditNotes", 403, -1, "No permission for A/P credit memos")
+    run = cycle(ready)
+    assert run.summary["credits"]["failed"] == 1
+    assert InvoiceRecord.objects.get(connection=ready, doc_entry=doc["DocEntry"]).status == "synced"

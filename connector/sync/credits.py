@@ -271,7 +271,13 @@ class CreditSync(SyncStep):
         return self.summary
 
     def run(self, only_ids=None):
-        self.read_changes()
+        try:
+            self.read_changes()
+        except RemoteError as exc:
+            # Credit memos must never stop invoices from being billed (this step runs before bills): what was read
+            # is recorded, the rest is read by the next run from the cursor.
+            self.summary["failed"] += 1
+            self.out(f"  could not read SAP credit memos ({exc}); the next run reads them")
         return self.process(only_ids)
 
     def _process(self, record, book):
