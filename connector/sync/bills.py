@@ -892,7 +892,19 @@ class BillSync(SyncStep):
             self._set(record, Status.ARCHIVED, Step.NONE, "", f"{where}; BILL bill {record.bill_id} was already archived")
             self.summary["archived"] += 1
             return False
-        due = money(current.get("amount")) - money(current.get("paidAmount"))
+        # A credit memo synced as a BILL vendor credit and applied to this bill lowers what BILL pays as it did in SAP
+        credited = max(money(current.get("creditAmount")),
+                       sum((money(c.get("amount")) for c in current.get("vendorCredits") or [] if isinstance(c, dict)),
+                           Decimal(0)))
+        if credited and ours + credited >= total - open_in_sap - Decimal("0.005"):
+            if closed:
+                self._set(record, Status.SYNCED, Step.NONE, "", f"Closed in SAP by payments and credits BILL knows of "
+                                                                f"(credited {credited})")
+                self.summary["unchanged"] += 1
+                return False
+            record.next_step = Step.UPDATE
+            return True
+        due = money(current.get("amount")) - money(current.get("paidAmount")) - credited
         if closed and _editable(current):
             self._archive_closed(record, where)
         elif _editable(current):
