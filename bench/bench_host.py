@@ -246,8 +246,8 @@ def spread_schedules(ids, start):
 
 
 # --- measuring ------------------------------------------------------------------------------------------------------
-def process_tree(root_pid):
-    """{pid: rss_mb} of root_pid and all its descendants (from /proc)."""
+def process_tree(root_pid, cpu=None):
+    """{pid: rss_mb} of root_pid and all its descendants (from /proc); `cpu` gets {pid: user+system seconds}."""
     parents = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -268,6 +268,10 @@ def process_tree(root_pid):
         try:
             with open(f"/proc/{pid}/statm") as f:
                 out[pid] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+            if cpu is not None:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                cpu[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         except OSError:
             pass
     return out
@@ -277,12 +281,22 @@ class RssWatch(threading.Thread):
     def __init__(self, roots):
         super().__init__(daemon=True)
         self.roots, self.peak, self._halt = roots, {}, threading.Event()
+        self.cpu = {}  # pid → CPU seconds so far (a process that ended keeps its last reading)
+        self.lock = threading.Lock()
 
     def run(self):
         while not self._halt.wait(1.0):
+            self.sample()
+
+    def sample(self):
+        with self.lock:
             for root in self.roots:
-                for pid, mb in process_tree(root).items():
+                for pid, mb in process_tree(root, self.cpu).items():
                     self.peak[pid] = max(self.peak.get(pid, 0), mb)
+
+    def cpu_seconds(self):
+        self.sample()
+        return sum(self.cpu.values())
 
     def stop(self):
         self._halt.set()
@@ -380,10 +394,10 @@ def main():
               f"{(timezone.now() - start).total_seconds():.0f} s", flush=True)
         start = timezone.now()
         idle_seconds = args.minutes * 60 / 2
-        stats_0 = sims.call("stats")
+        stats_0, cpu_0 = sims.call("stats"), watch.cpu_seconds()
         time.sleep(idle_seconds)
         idle_end = timezone.now()
-        stats_1 = sims.call("stats")
+        stats_1, cpu_1 = sims.call("stats"), watch.cpu_seconds()
         idle_cycles = cycles_between(ids, start, idle_end)
 
         seeded = sims.call("seed", {"i": 0, "count": args.backfill})
@@ -450,6 +464,10 @@ def main():
           f"→ one worker runs ≤ {60 / mean_cycle:.0f} idle cycles a minute |")
     print(f"| BILL requests per idle cycle | {per_cycle:.3f} ({idle_requests} requests / {idle_cycles} cycles, "
           f"{minutes_idle:.1f} idle minutes) |")
+    if idle_cycles:
+        print(f"| SAP requests per idle cycle | {(stats_1['sap_requests'] - stats_0['sap_requests']) / idle_cycles:.2f} |")
+        print(f"| qcluster CPU per idle cycle (all its processes) | {(cpu_1 - cpu_0) / idle_cycles * 1000:.0f} ms "
+              f"→ one core runs ≤ {60 * idle_cycles / (cpu_1 - cpu_0):.0f} idle cycles a minute |")
     print(f"| BILL logins per idle cycle | {logins_per_cycle:.4f} ({idle_logins}) |")
     for cadence in (5, 15, 60):
         cycles_h = n * 60 / cadence
