@@ -96,5 +96,39 @@ def sweep():
     from .host import warn_operators_about_budgets
 
     warn_operators_about_budgets()  # once per developer key and hour, past 80 % of its BILL budget
+    warm_idle_bill_sessions()
     requeued = sweep_jobs()
     return f"processed {done} pending webhook events; re-queued replay jobs: {requeued}"
+
+
+WARM_AFTER = timezone.timedelta(minutes=20)  # the sweep runs every 5 minutes; the client re-logs in past 30
+
+
+def warm_idle_bill_sessions(limit=1000):
+    """Queue a keep-warm read for BILL sessions idle 20–29 minutes (a connection on a long cadence would otherwise log
+    in every cycle: BILL drops a session after 35 idle minutes). Returns how many were queued."""
+    from django_q.tasks import async_task
+
+    from .clients.bill import SESSION_IDLE_LIMIT
+    from .models import RemoteSession
+
+    now = timezone.now()
+    ids = list(RemoteSession.objects.filter(
+        system=RemoteSession.BILL, connection__enabled=True, last_used_at__lte=now - WARM_AFTER,
+        last_used_at__gt=now - SESSION_IDLE_LIMIT + timezone.timedelta(minutes=1),
+    ).exclude(token="").values_list("connection_id", flat=True)[:limit])
+    for connection_id in ids:
+        async_task("connector.tasks.keep_bill_session_warm", connection_id, task_name=f"warm:{connection_id}")
+    return len(ids)
+
+
+def keep_bill_session_warm(connection_id):
+    from .budget import priority
+    from .clients.bill import BillClient
+
+    conn = Connection.objects.filter(pk=connection_id, enabled=True).first()
+    if conn is None:
+        return "connection missing or disabled"
+    with priority("normal"):
+        BillClient.for_connection(conn).keep_warm()
+    return "kept warm"

@@ -86,3 +86,22 @@ def test_asking_for_a_step_by_name_does_it_now(settled, bill_sim):
     run_sync(settled, ["payments"])
     calls = bill_calls(bill_sim, before)
     assert calls["GET /v3/payments"] == 1 and calls["GET /v3/classifications/chart-of-accounts"] == 1
+
+
+def test_the_sweep_keeps_idle_bill_sessions_warm_instead_of_logging_in_again(settled, bill_sim):
+    """A connection on an hourly cadence would log in every cycle (BILL drops a session after 35 idle minutes,
+    and allows 200 logins an hour per developer key): one read at ~20 idle minutes keeps the session instead."""
+    from connector.tasks import warm_idle_bill_sessions
+
+    session = RemoteSession.objects.get(connection=settled, system="bill")
+    RemoteSession.objects.filter(pk=session.pk).update(last_used_at=timezone.now() - timedelta(minutes=5))
+    assert warm_idle_bill_sessions() == 0
+    RemoteSession.objects.filter(pk=session.pk).update(last_used_at=timezone.now() - timedelta(minutes=22))
+    before = dict(bill_sim.requests_by_path)
+    logins = bill_sim.requests_by_path.get("POST /v3/login", 0)
+    assert warm_idle_bill_sessions() == 1  # the task queue runs it at once in the tests
+    session_reads = bill_sim.requests_by_path.get("GET /v3/login/session", 0) - before.get("GET /v3/login/session", 0)
+    assert session_reads == 1 and bill_calls(bill_sim, before) == {}
+    assert bill_sim.requests_by_path.get("POST /v3/login", 0) == logins  # no new login
+    session.refresh_from_db()
+    assert timezone.now() - session.last_used_at < timedelta(minutes=1)

@@ -365,6 +365,14 @@ class BillClient:
                 return
             params = {**params, "page": next_page}
 
+    def keep_warm(self):
+        """One cheap read on the stored session, so BILL does not drop it after 35 idle minutes (a login costs more,
+        and BILL allows only 200 an hour per developer key)."""
+        try:
+            self.request("GET", "/v3/login/session")
+        except BillNotFound:  # a gateway without the session-check endpoint
+            self.request("GET", "/v3/vendors", params={"max": "1"})
+
     def ping(self):
         """Log in afresh and check the session: proves URL, credentials, organization and developer key."""
         self.login()
