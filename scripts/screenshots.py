@@ -1,5 +1,5 @@
-"""Take the README's screenshots from a running demo (scripts/demo.sh): the status page, the reconciliation page
-and a record's timeline.
+"""Take the README's screenshots from a running demo (scripts/demo.sh): the status page, the reconciliation page,
+a record's timeline and the operators' host page.
 
 Usage: DEMO_ADMIN_PASSWORD=… .venv/bin/python scripts/screenshots.py
 """
@@ -37,6 +37,8 @@ def main():
         page.screenshot(path=os.path.join(OUT, "invoice-timeline.png"), full_page=True)
         page.goto(f"{BASE}/admin/connector/invoicerecord/?status__exact=held")
         page.screenshot(path=os.path.join(OUT, "held-invoices.png"), full_page=False)
+        page.goto(f"{BASE}/admin/host/")  # the operators' page (the demo's admin is a host operator)
+        page.screenshot(path=os.path.join(OUT, "host-page.png"), full_page=True)
         browser.close()
     print("\n".join(sorted(f for f in os.listdir(OUT) if re.search(r"\.png$", f))))
 
