@@ -11,6 +11,8 @@ from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from . import budget
+from .connections import scrub
+from .logfilter import redact_text
 from .models import Connection, SyncRun, WebhookEvent
 
 WARN_SHARE = 0.8  # operators are warned when a developer key has used this much of its hour
@@ -96,9 +98,6 @@ def connections_overview(now=None):
                 behind.append({"connection": conn, "last_started": conn.last_started, "due_at": due,
                                "behind_minutes": minutes})
         if conn.last_status == SyncRun.Status.FAILED:
-            from .connections import scrub
-            from .logfilter import redact_text
-
             lines = (conn.last_error or "").strip().splitlines()
             error = redact_text(scrub(lines[-1] if lines else "", conn))  # the exception's own line, no traceback
             failing.append({"connection": conn, "started_at": conn.last_started, "error": error[:300]})

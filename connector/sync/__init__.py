@@ -1,6 +1,18 @@
 """The sync engine: one module per flow (vendors, bills, payments), run in order by runner.py."""
 
 
+def chunks_by_pk(queryset, size):
+    """The rows of `queryset` in lists of `size`, by primary key (keyset: never the whole set in memory, and rows
+    changed meanwhile are neither skipped nor repeated)."""
+    last = 0
+    while True:
+        chunk = list(queryset.filter(pk__gt=last).order_by("pk")[:size])
+        if not chunk:
+            return
+        last = chunk[-1].pk
+        yield chunk
+
+
 class SyncStep:
     """What every step of a cycle works with: the connection, both clients, the dry-run switch, where progress
     lines go, the SyncRun it belongs to (if any) and its summary counts."""

@@ -32,7 +32,7 @@ from audit.models import AuditEvent
 from connector.clients.errors import BillError, BillNotFound, RemoteError, ResponseLost
 from connector.models import InvoiceRecord, SyncCursor
 
-from . import SyncStep
+from . import SyncStep, chunks_by_pk
 from .coding import (
     MappingBook,
     bill_total,
@@ -405,13 +405,7 @@ class BillSync(SyncStep):
         else:
             qs = qs.filter(Q(status__in=[Status.PENDING, Status.HELD, Status.CREATING])
                            | Q(status=Status.FAILED, attempts__lt=MAX_AUTO_ATTEMPTS))
-        last = 0
-        while True:
-            chunk = list(qs.filter(pk__gt=last).order_by("pk")[:CHUNK])
-            if not chunk:
-                return
-            last = chunk[-1].pk
-            yield chunk
+        yield from chunks_by_pk(qs, CHUNK)
 
     def process(self, only_ids=None, until=None, doc_entries=None, final=True):
         """Send what BILL needs for every pending record (or until the monotonic time `until`, chunk by chunk).
@@ -626,10 +620,9 @@ class BillSync(SyncStep):
         Only outside a database transaction: inside one (a caller's atomic block) a worker thread's own connection
         would wait for locks this thread holds."""
         from django.conf import settings
-        from django.db import connection as db
 
         width = max(1, min(settings.BILL_MAX_IN_FLIGHT, MAX_BULKS_IN_FLIGHT))
-        if self.dry_run or width == 1 or db.in_atomic_block:
+        if self.dry_run or width == 1 or _in_transaction():
             return None
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=width, thread_name_prefix="bill-bulk")
@@ -864,14 +857,10 @@ class BillSync(SyncStep):
         total = money(doc.get("DocTotal"))
         closed = record.sap_state == "closed"
         open_in_sap = Decimal(0) if closed else max(total - money(doc.get("PaidToDate")), Decimal(0))
+        settled = total - open_in_sap
         ours = self._paid_by_us(record)
-        if ours is None or ours >= total - open_in_sap - Decimal("0.005"):
-            if closed:
-                self._set(record, Status.SYNCED, Step.NONE, "")
-                self.summary["unchanged"] += 1
-                return False
-            record.next_step = Step.UPDATE
-            return True
+        if ours is None or ours >= settled - Decimal("0.005"):
+            return self._settled_as_known(record, closed)
         outside = total - open_in_sap - ours
         if self.dry_run:
             self.out(f"  would check BILL bill {record.bill_id}: SAP invoice {record.doc_num} "
@@ -896,14 +885,9 @@ class BillSync(SyncStep):
         credited = max(money(current.get("creditAmount")),
                        sum((money(c.get("amount")) for c in current.get("vendorCredits") or [] if isinstance(c, dict)),
                            Decimal(0)))
-        if credited and ours + credited >= total - open_in_sap - Decimal("0.005"):
-            if closed:
-                self._set(record, Status.SYNCED, Step.NONE, "", f"Closed in SAP by payments and credits BILL knows of "
-                                                                f"(credited {credited})")
-                self.summary["unchanged"] += 1
-                return False
-            record.next_step = Step.UPDATE
-            return True
+        if credited and ours + credited >= settled - Decimal("0.005"):
+            return self._settled_as_known(record, closed, f"Closed in SAP by payments and credits BILL knows of "
+                                                          f"(credited {credited})")
         due = money(current.get("amount")) - money(current.get("paidAmount")) - credited
         if closed and _editable(current):
             self._archive_closed(record, where)
@@ -918,6 +902,16 @@ class BillSync(SyncStep):
             self._flag(record, f"{where}, and BILL bill {record.bill_id} is {_state_words(current)}: the vendor may "
                                "have been paid twice; check both payments")
         return False
+
+    def _settled_as_known(self, record, closed, outcome=None):
+        """What SAP settled is explained by our payments (and BILL's credits): a closed invoice is done; an open one
+        goes on to the bill's update (True)."""
+        if closed:
+            self._set(record, Status.SYNCED, Step.NONE, "", outcome)
+            self.summary["unchanged"] += 1
+            return False
+        record.next_step = Step.UPDATE
+        return True
 
     def _paid_by_us(self, record):
         """What our SAP outgoing payments applied to this invoice; None while one is being posted."""

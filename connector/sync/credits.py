@@ -32,7 +32,7 @@ from audit.models import AuditEvent
 from connector.clients.errors import BillError, BillNotFound, RemoteError, ResponseLost
 from connector.models import CreditMemoRecord, InvoiceRecord, SyncCursor
 
-from . import SyncStep
+from . import SyncStep, chunks_by_pk
 from .bills import INVOICE_SELECT, sap_state, slim, stamp_of
 from .coding import MappingBook, code_invoice, invoice_number, money, parse_day, sap_date
 from .delta import DeltaReader
@@ -252,13 +252,7 @@ class CreditSync(SyncStep):
         else:
             qs = qs.filter(Q(status__in=[Status.PENDING, Status.HELD, Status.CREATING])
                            | Q(status=Status.FAILED, attempts__lt=MAX_AUTO_ATTEMPTS))
-        last = 0
-        while True:
-            chunk = list(qs.filter(pk__gt=last).order_by("pk")[:CHUNK])
-            if not chunk:
-                return
-            last = chunk[-1].pk
-            yield chunk
+        yield from chunks_by_pk(qs, CHUNK)
 
     def process(self, only_ids=None):
         book = MappingBook.load(self.connection)

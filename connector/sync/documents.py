@@ -30,7 +30,7 @@ from connector.clients.errors import BillError, BillNotFound, RemoteError, Respo
 from connector.clients.files import TooLarge, bill_upload, sap_download
 from connector.models import AttachmentRecord, InvoiceRecord
 
-from . import SyncStep
+from . import SyncStep, chunks_by_pk
 
 Status = AttachmentRecord.Status
 MAX_BYTES = 6 * 1024 * 1024  # BILL: 6 MB per bill document (addendum §1)
@@ -55,14 +55,9 @@ class DocumentSync(SyncStep):
     # --- which files -----------------------------------------------------------------------------------------
     def discover(self):
         """AttachmentRecords for the files of billed invoices whose attachment entry was not listed yet."""
-        last = 0
         base = InvoiceRecord.objects.filter(connection=self.connection).exclude(bill_id="").filter(
-            document__AttachmentEntry__isnull=False)
-        while True:
-            chunk = list(base.filter(pk__gt=last).order_by("pk").only("pk", "document", "bill_id", "doc_num")[:CHUNK])
-            if not chunk:
-                return
-            last = chunk[-1].pk
+            document__AttachmentEntry__isnull=False).only("pk", "document", "bill_id", "doc_num")
+        for chunk in chunks_by_pk(base, CHUNK):
             known = set(AttachmentRecord.objects.filter(invoice__in=chunk).values_list("invoice_id", "attachment_entry"))
             for invoice in chunk:
                 entry = (invoice.document or {}).get("AttachmentEntry")
@@ -94,13 +89,7 @@ class DocumentSync(SyncStep):
         else:
             qs = qs.filter(Q(status__in=[Status.PENDING, Status.UPLOADING])
                            | Q(status=Status.FAILED, attempts__lt=MAX_AUTO_ATTEMPTS))
-        last = 0
-        while True:
-            chunk = list(qs.filter(pk__gt=last).select_related("invoice").order_by("pk")[:CHUNK])
-            if not chunk:
-                return
-            last = chunk[-1].pk
-            yield chunk
+        yield from chunks_by_pk(qs.select_related("invoice"), CHUNK)
 
     # --- upload ----------------------------------------------------------------------------------------------
     def upload(self, only_ids=None):

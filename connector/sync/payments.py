@@ -625,10 +625,7 @@ class PaymentSync(SyncStep):
         message = (f"BILL voided/cancelled payment {record.bill_payment_id} ({record.bill_status}) after it was posted "
                    f"to SAP as outgoing payment {record.sap_doc_num}: cancel that SAP payment (or allow ml-connector "
                    "to do it on the connection, then replay this payment)")
-        if record.status == Status.FLAGGED and record.last_error == message:
-            self._save(record)
-        else:
-            self._set(record, Status.FLAGGED, message)
+        self._set(record, Status.FLAGGED, message)  # the same flag again: saved, no new timeline entry
         self.summary["flagged"] += 1
 
     def _reverting(self, record, payment):
@@ -651,10 +648,7 @@ class PaymentSync(SyncStep):
         message = (f"{REVERT_FLAG} {record.bill_status} after it was posted to SAP as outgoing payment "
                    f"{record.sap_doc_num}: the vendor may not have been paid. Resolve it in BILL; if BILL voids it, "
                    "cancel the SAP payment (ml-connector does it when the connection allows)")
-        if record.status == Status.FLAGGED and record.last_error == message:
-            self._save(record)
-        else:
-            self._set(record, Status.FLAGGED, message)
+        self._set(record, Status.FLAGGED, message)  # the same flag again: saved, no new timeline entry
         self.summary["flagged"] += 1
 
     def _sap_payment_cancelled(self, record):

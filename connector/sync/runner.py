@@ -73,12 +73,10 @@ def _run_steps(connection, steps, trigger, actor, dry_run, out, sap, bill, deadl
                 out(f"{step}:")
                 try:
                     with budget.priority(step):
-                        # a step asked for by name does its work now: reference fetched, payments polled
-                        extra = {"force": steps == [step]} if step in ("reference", "payments") else {}
-                        if step == "bills":
-                            extra["deadline"] = deadline
+                        # a step asked for by name does its work now (reference fetched, payments polled);
+                        # `deadline` bounds a cycle run from the task queue (the bills step honours it)
                         summary[step] = STEP_FUNCTIONS[step](connection, sap, bill, dry_run=dry_run, out=out, run=run,
-                                                             **extra)
+                                                             force=steps == [step], deadline=deadline)
                 except budget.BudgetDeferred as exc:
                     # housekeeping put off to keep this hour's BILL budget for payments and bills: not a failure
                     summary[step] = {"deferred": 1}
@@ -132,7 +130,7 @@ def reference_due(connection):
     return ""
 
 
-def step_reference(connection, sap, bill, *, dry_run, out, run, force=False):
+def step_reference(connection, sap, bill, *, dry_run, out, run, force=False, deadline=None):
     from mappings.models import ReferenceRefresh
     from mappings.reference import fetch_bill_reference, fetch_sap_reference, store_reference
 
@@ -157,7 +155,7 @@ def step_reference(connection, sap, bill, *, dry_run, out, run, force=False):
     return {table: sum(c.values()) for table, c in counts.items()}
 
 
-def step_vendors(connection, sap, bill, *, dry_run, out, run):
+def step_vendors(connection, sap, bill, *, dry_run, out, run, force=False, deadline=None):
     from .vendors import VendorAligner
 
     aligner = VendorAligner(connection, sap, bill, dry_run=dry_run, out=out)
@@ -168,7 +166,7 @@ def step_vendors(connection, sap, bill, *, dry_run, out, run):
     return summary
 
 
-def step_bills(connection, sap, bill, *, dry_run, out, run, deadline=None):
+def step_bills(connection, sap, bill, *, dry_run, out, run, force=False, deadline=None):
     from mappings.reference import reference_loaded
 
     from .bills import BillSync
@@ -193,19 +191,19 @@ def step_bills(connection, sap, bill, *, dry_run, out, run, deadline=None):
     return summary
 
 
-def step_credits(connection, sap, bill, *, dry_run, out, run):
+def step_credits(connection, sap, bill, *, dry_run, out, run, force=False, deadline=None):
     from .credits import CreditSync
 
     return CreditSync(connection, sap, bill, dry_run=dry_run, out=out, run=run).run()
 
 
-def step_documents(connection, sap, bill, *, dry_run, out, run):
+def step_documents(connection, sap, bill, *, dry_run, out, run, force=False, deadline=None):
     from .documents import DocumentSync
 
     return DocumentSync(connection, sap, bill, dry_run=dry_run, out=out, run=run).run()
 
 
-def step_payments(connection, sap, bill, *, dry_run, out, run, force=False):
+def step_payments(connection, sap, bill, *, dry_run, out, run, force=False, deadline=None):
     from .payments import PaymentSync
 
     return PaymentSync(connection, sap, bill, dry_run=dry_run, out=out, run=run).run(force_poll=force)
