@@ -129,10 +129,6 @@ class Lease:
         _heartbeat.discard(self.token)
         _model().objects.filter(key=self.key, token=self.token).delete()
 
-    def still_held(self):
-        row = _model().objects.filter(key=self.key, token=self.token).first()
-        return row is not None and not is_dead(row)
-
 
 def acquire(key, wait=0.0, ttl=None):
     """Take the lease `key`, waiting up to `wait` seconds; raise Busy if a live holder keeps it."""

@@ -93,6 +93,9 @@ def sweep():
     from .leases import prune
 
     prune()  # leases left by killed workers (a live holder renews its own)
+    from .budget import counter
+
+    counter().prune()  # budget counts older than two days (Redis keys expire by themselves)
     from .host import warn_operators_about_budgets
 
     warn_operators_about_budgets()  # once per developer key and hour, past 80 % of its BILL budget

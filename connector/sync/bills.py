@@ -45,7 +45,7 @@ from .coding import (
     money,
     parse_day,
 )
-from .delta import DeltaReader
+from .delta import DeltaReader, stamp_of
 from .vendors import VendorAligner
 
 Status = InvoiceRecord.Status
@@ -74,33 +74,6 @@ EDITABLE_PAYMENT_STATUSES = {"UNPAID", "UNDEFINED", ""}
 READ_FIELDS = ["doc_num", "card_code", "card_name", "invoice_number", "doc_date", "due_date", "currency", "doc_total",
                "branch_id", "branch_name",
                "sap_updated", "sap_state", "document", "status", "next_step", "last_error", "attempts", "updated_at"]
-
-
-_DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)(?:\.\d+)?S)?$")
-_CLOCK = re.compile(r"^(\d{1,2}):?(\d{2})(?::?(\d{2}))?")
-
-
-def _clock_of(value):
-    """'HH:MM:SS' from the time renderings SAP versions use: '13:45:07', '13:45', '134507', '13:45:07.0000000',
-    an OData duration 'PT13H45M7S', or a datetime '1899-12-30T13:45:07'. Unknown → midnight (re-read, never skipped)."""
-    text = str(value or "").strip()
-    if "T" in text and not text.startswith("PT"):
-        text = text.split("T", 1)[1]
-    match = _DURATION.match(text)
-    if match:
-        hours, minutes, seconds = (int(x or 0) for x in match.groups())
-    else:
-        match = _CLOCK.match(text)
-        if not match:
-            return "00:00:00"
-        hours, minutes, seconds = (int(x or 0) for x in match.groups())
-    return f"{hours:02d}:{minutes:02d}:{seconds:02d}"
-
-
-def stamp_of(doc):
-    """'2026-03-01T23:59:10' from UpdateDate (v1 '2026-03-01' or v2 '2026-03-01T00:00:00Z') and UpdateTime."""
-    day = str(doc.get("UpdateDate") or "")[:10]
-    return f"{day}T{_clock_of(doc.get('UpdateTime'))}"
 
 
 def sap_state(doc):

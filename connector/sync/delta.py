@@ -23,6 +23,7 @@ Rows read twice are de-duplicated by the caller (same stamp and content: nothing
 """
 
 import functools
+import re
 import time
 import zoneinfo
 from datetime import datetime, timedelta
@@ -34,15 +35,36 @@ MAX_READ_OVERLAP = timedelta(hours=6)  # a read longer than this is not credited
 ORDER = "UpdateDate asc,UpdateTime asc,DocEntry asc"
 
 
-def _clock(value):
-    from .bills import stamp_of
+_DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)(?:\.\d+)?S)?$")
+_CLOCK = re.compile(r"^(\d{1,2}):?(\d{2})(?::?(\d{2}))?")
 
-    return stamp_of(value)
+
+def _clock_of(value):
+    """'HH:MM:SS' from the time renderings SAP versions use: '13:45:07', '13:45', '134507', '13:45:07.0000000',
+    an OData duration 'PT13H45M7S', or a datetime '1899-12-30T13:45:07'. Unknown → midnight (re-read, never skipped)."""
+    text = str(value or "").strip()
+    if "T" in text and not text.startswith("PT"):
+        text = text.split("T", 1)[1]
+    match = _DURATION.match(text)
+    if match:
+        hours, minutes, seconds = (int(x or 0) for x in match.groups())
+    else:
+        match = _CLOCK.match(text)
+        if not match:
+            return "00:00:00"
+        hours, minutes, seconds = (int(x or 0) for x in match.groups())
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}"
+
+
+def stamp_of(doc):
+    """'2026-03-01T23:59:10' from UpdateDate (v1 '2026-03-01' or v2 '2026-03-01T00:00:00Z') and UpdateTime."""
+    day = str(doc.get("UpdateDate") or "")[:10]
+    return f"{day}T{_clock_of(doc.get('UpdateTime'))}"
 
 
 def bucket_of(doc):
     """(day 'YYYY-MM-DD', minute 'HH:MM') of a document's update stamp."""
-    stamp = _clock(doc)
+    stamp = stamp_of(doc)
     return stamp[:10], stamp[11:16]
 
 
