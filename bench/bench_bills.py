@@ -148,17 +148,13 @@ def child(n, sims_mode, latency, use_tracemalloc):
 
     call_command("migrate", verbosity=0)
 
-    from connector.clients.bill import BillClient
-    from connector.clients.sap import SapClient
     from connector.connections import apply_connection
     from connector.models import InvoiceRecord
     from connector.sandbox import catalog
+    from connector.sandbox.onboarding import onboard
     from connector.sync.coding import marker_in
     from connector.sync.runner import run_sync
-    from connector.sync.vendors import VendorAligner
     from mappings.models import VendorLink
-    from mappings.reference import refresh_reference
-    from mappings.suggest import apply_proposals, suggest_accounts, suggest_departments
 
     setup_started = time.monotonic()
     sims = Sims(sims_mode)
@@ -172,13 +168,7 @@ def child(n, sims_mode, latency, use_tracemalloc):
                      "dev_key": catalog.BILL_DEV_KEY},
             "sync_from": "2000-01-01", "allow_private_network": True,  # simulators on loopback
         })
-        sap, bill = SapClient.for_connection(conn), BillClient.for_connection(conn)
-        refresh_reference(conn, sap, bill)
-        apply_proposals([(p.sap_row, p.bill_row) for p in suggest_accounts(conn) + suggest_departments(conn)])
-        VendorAligner(conn, sap, bill).run()
-        # A person settles the one ambiguous supplier (V1003, two "Globex Services" in BILL): a new BILL vendor.
-        VendorLink.objects.filter(connection=conn, status=VendorLink.Status.REVIEW).update(create_new=True)
-        VendorAligner(conn, sap, bill).run()
+        sap, bill = onboard(conn)  # reference, confirmed mappings, vendors (connector/sandbox/onboarding.py)
         unlinked = list(VendorLink.objects.filter(connection=conn).exclude(status="linked")
                         .values_list("card_code", "status"))
         seeded = sims.sap("POST", "seed", {"count": n, "min_lines": 1, "max_lines": 5})

@@ -72,16 +72,11 @@ def child(args):
     from django.db.models import Count
 
     call_command("migrate", verbosity=0)
-    from connector.clients.bill import BillClient
-    from connector.clients.sap import SapClient
     from connector.connections import apply_connection
     from connector.models import AttachmentRecord, InvoiceRecord
     from connector.sandbox import catalog
+    from connector.sandbox.onboarding import onboard
     from connector.sync.runner import run_sync
-    from connector.sync.vendors import VendorAligner
-    from mappings.models import VendorLink
-    from mappings.reference import refresh_reference
-    from mappings.suggest import apply_proposals, suggest_accounts, suggest_departments
 
     proc = subprocess.Popen([sys.executable, __file__, "--serve-sims", "--n", str(args.n), "--share", str(args.share),
                              "--size-mb", str(args.size_mb)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -109,12 +104,7 @@ def child(args):
                      "dev_key": catalog.BILL_DEV_KEY},
             "sync_from": "2000-01-01", "allow_private_network": True,
         })
-        sap, bill = SapClient.for_connection(conn), BillClient.for_connection(conn)
-        refresh_reference(conn, sap, bill)
-        apply_proposals([(p.sap_row, p.bill_row) for p in suggest_accounts(conn) + suggest_departments(conn)])
-        VendorAligner(conn, sap, bill).run()
-        VendorLink.objects.filter(connection=conn, status=VendorLink.Status.REVIEW).update(create_new=True)
-        VendorAligner(conn, sap, bill).run()
+        sap, bill = onboard(conn)  # reference, confirmed mappings, vendors (connector/sandbox/onboarding.py)
         sim(info["sap"], "POST", "knobs", {"latency": args.latency})
         sim(info["bill"], "POST", "knobs", {"latency": args.latency, "concurrency_limit": 3})
         bill_before, sap_before = stats()

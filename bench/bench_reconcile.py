@@ -43,16 +43,11 @@ def child(n, latency, paid_share):
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from connector.clients.bill import BillClient
-    from connector.clients.sap import SapClient
     from connector.connections import apply_connection
     from connector.models import InvoiceRecord, PaymentRecord
     from connector.sandbox import catalog
+    from connector.sandbox.onboarding import onboard
     from connector.sync.runner import run_sync
-    from connector.sync.vendors import VendorAligner
-    from mappings.models import VendorLink
-    from mappings.reference import refresh_reference
-    from mappings.suggest import apply_proposals, suggest_accounts, suggest_departments
     from reconcile.service import reconcile
 
     setup_started = time.monotonic()
@@ -68,12 +63,7 @@ def child(n, latency, paid_share):
                      "dev_key": catalog.BILL_DEV_KEY},
             "sync_from": "2000-01-01", "allow_private_network": True,
         })
-        sap, bill = SapClient.for_connection(conn), BillClient.for_connection(conn)
-        refresh_reference(conn, sap, bill)
-        apply_proposals([(p.sap_row, p.bill_row) for p in suggest_accounts(conn) + suggest_departments(conn)])
-        VendorAligner(conn, sap, bill).run()
-        VendorLink.objects.filter(connection=conn, status=VendorLink.Status.REVIEW).update(create_new=True)
-        VendorAligner(conn, sap, bill).run()
+        sap, bill = onboard(conn)  # reference, confirmed mappings, vendors (connector/sandbox/onboarding.py)
         seeded = sims.sap("POST", "seed", {"count": n, "min_lines": 1, "max_lines": 5})
         assert seeded["created"] == n, seeded
         run_sync(conn, ["bills"])
