@@ -188,10 +188,25 @@ def own(owner):
 
 
 def _quiet_release(lease):
+    """Release a lease whose owner was collected. Collection happens in whatever thread dropped the last reference
+    (a worker thread of the bills step, the heartbeat): there the release gets a short-lived thread of its own, so
+    no database connection is left open in a thread that has closed its own."""
+    if threading.current_thread() is not threading.main_thread():
+        threading.Thread(target=_release_and_close, args=(lease,), name="lease-release", daemon=True).start()
+        return
     try:
         lease.release()
     except Exception:  # noqa: BLE001 - at interpreter exit the database may be gone: the lease expires anyway
         log.debug("lease release failed", exc_info=True)
+
+
+def _release_and_close(lease):
+    try:
+        lease.release()
+    except Exception:  # noqa: BLE001 - the lease expires anyway
+        log.debug("lease release failed", exc_info=True)
+    finally:
+        connections.close_all()
 
 
 def alive(tokens):
